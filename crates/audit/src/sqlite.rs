@@ -164,6 +164,11 @@ impl SqliteStore {
         Ok(u64::try_from((pages - free).max(0) * page_size).unwrap_or(0))
     }
 
+    /// The journal mode in force (`wal`).
+    pub fn journal_mode(&self) -> Result<String, AuditError> {
+        self.conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).map_err(db_err(&self.path))
+    }
+
     /// Number of stored events.
     pub fn count(&self) -> Result<u64, AuditError> {
         let n: i64 = self.conn.query_row("SELECT count(*) FROM events", [], |r| r.get(0)).map_err(db_err(&self.path))?;
@@ -380,7 +385,10 @@ impl AuditStore for SqliteStore {
         }
         if report.deleted_by_age + report.deleted_by_size > 0 {
             let e = db_err(&self.path);
-            self.conn.execute_batch("PRAGMA incremental_vacuum;").map_err(&e)?;
+            // Each step of incremental_vacuum frees one page: step until done.
+            let mut stmt = self.conn.prepare("PRAGMA incremental_vacuum").map_err(&e)?;
+            let mut rows = stmt.query([]).map_err(&e)?;
+            while rows.next().map_err(&e)?.is_some() {}
             // Best effort: a reader holding a snapshot can keep the WAL from being truncated.
             let _ = self.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
         }
