@@ -1,0 +1,343 @@
+//! The streaming [`Scanner`].
+//!
+//! # Model
+//! For each detector the result is defined as if its regex ran over the *whole* input with
+//! leftmost-first, non-overlapping iteration (keyword-only detectors: the longest keyword at the
+//! leftmost position, then onwards from its end). The scanner reproduces exactly that on a stream:
+//!
+//! * Bytes arrive in pieces of at most [`PIECE`] bytes, appended to a buffer that starts with a
+//!   small *carry* of earlier bytes.
+//! * Triggers are found in the buffer: Aho-Corasick hits of detectors' literals, maximal digit
+//!   runs for literal-free detectors. Each trigger gives a window (`max_len` either side) in which
+//!   the detector's regex runs; windows of one detector are merged, so a match is found once.
+//! * A match starting at `s` is *decided* only once `s + max_len + 1 + context` bytes are in the
+//!   buffer (its *horizon*): then every byte the regex, the look-around and the context window
+//!   could depend on is present, so the decision equals the whole-input one. Matches beyond the
+//!   horizon wait for the next piece.
+//! * Per detector, `next_from` records where its next match may start (after its last decided
+//!   match, or at its horizon). The carry keeps the bytes from the smallest `next_from` minus
+//!   the left margin (look-behind + context): at most `max_len + 2 * (1 + context)` bytes,
+//!   whatever the input size. Matches are never double-counted because every detector's search
+//!   restarts at its own `next_from`.
+
+use std::sync::Arc;
+
+use hmac::{Hmac, Mac};
+use regex_automata::Input;
+use sha2::Sha256;
+
+use crate::rules::{Detector, Ruleset, Trigger};
+use crate::{Confidence, Finding, digits, mask};
+
+/// Largest piece of input processed per round (keeps the working buffer cache-sized).
+pub const PIECE: usize = 256 * 1024;
+/// Most masked samples per finding.
+pub const MAX_SAMPLES: usize = 5;
+/// Most offsets / value HMACs per finding.
+pub const MAX_OFFSETS: usize = 32;
+
+#[derive(Clone, Debug, Default)]
+struct DetState {
+    count: u64,
+    confidence: Option<Confidence>,
+    samples: Vec<String>,
+    offsets: Vec<u64>,
+    hmacs: Vec<String>,
+}
+
+/// Streaming scanner for one transfer (or one file). Feed chunks of any size; the findings equal
+/// those for the whole input fed at once. Memory: the carry (a few KiB) plus one piece.
+pub struct Scanner {
+    rules: Arc<Ruleset>,
+    buf: Vec<u8>,
+    /// Absolute offset of `buf[0]`.
+    base: u64,
+    next_from: Vec<u64>,
+    states: Vec<DetState>,
+    hmac_key: Option<[u8; 32]>,
+    scanned: u64,
+    /// Scratch: per detector, trigger windows (regex detectors) or keyword hits (keyword-only).
+    scratch: Vec<Vec<(usize, usize)>>,
+    merged: Vec<(usize, usize)>,
+}
+
+impl std::fmt::Debug for Scanner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scanner")
+            .field("bytes_scanned", &self.scanned)
+            .field("buffered", &self.buf.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Scanner {
+    /// A scanner over `rules`.
+    pub fn new(rules: Arc<Ruleset>) -> Scanner {
+        let n = rules.detectors.len();
+        Scanner {
+            rules,
+            buf: Vec::new(),
+            base: 0,
+            next_from: vec![0; n],
+            states: vec![DetState::default(); n],
+            hmac_key: None,
+            scanned: 0,
+            scratch: vec![Vec::new(); n],
+            merged: Vec::new(),
+        }
+    }
+
+    /// Also report an HMAC-SHA256 (hex) of each matched value's canonical form under `key`, so
+    /// the same value can be correlated across transfers without being stored.
+    pub fn with_hmac_key(mut self, key: [u8; 32]) -> Scanner {
+        self.hmac_key = Some(key);
+        self
+    }
+
+    /// Scans the next chunk of the stream.
+    pub fn feed(&mut self, chunk: &[u8]) {
+        for piece in chunk.chunks(PIECE) {
+            self.buf.extend_from_slice(piece);
+            self.scanned += piece.len() as u64;
+            self.round(false);
+        }
+    }
+
+    /// True once some detector has reached its minimum count. Values within the last few hundred
+    /// bytes fed may still be undecided until more input or [`Scanner::finish`].
+    pub fn has_findings(&self) -> bool {
+        self.states.iter().zip(&self.rules.detectors).any(|(s, d)| s.count >= d.min_count)
+    }
+
+    /// Bytes fed so far.
+    pub fn bytes_scanned(&self) -> u64 {
+        self.scanned
+    }
+
+    /// Marks the start of an unrelated text segment (next file in an archive): everything so far
+    /// is decided, and no match or context spans the boundary. Offsets keep counting.
+    pub fn reset_boundary(&mut self) {
+        self.round(true);
+    }
+
+    /// Decides the rest of the stream and returns the findings of detectors that reached their
+    /// minimum count, sorted by detector id.
+    pub fn finish(mut self) -> Vec<Finding> {
+        self.round(true);
+        let mut out: Vec<Finding> = self
+            .states
+            .into_iter()
+            .zip(self.rules.detectors.iter())
+            .filter(|(s, d)| s.count > 0 && s.count >= d.min_count)
+            .map(|(s, d)| Finding {
+                detector: d.id.clone(),
+                severity: d.severity,
+                count: s.count,
+                confidence: s.confidence.unwrap_or(d.confidence),
+                samples: s.samples,
+                offsets: s.offsets,
+                value_hmacs: s.hmacs,
+            })
+            .collect();
+        out.sort_by(|a, b| a.detector.cmp(&b.detector));
+        out
+    }
+
+    /// Validated values per detector (ignoring min_count), after deciding the rest.
+    pub(crate) fn finish_counts(mut self) -> Vec<u64> {
+        self.round(true);
+        self.states.iter().map(|s| s.count).collect()
+    }
+
+    fn round(&mut self, last: bool) {
+        let rules = Arc::clone(&self.rules);
+        let buf = std::mem::take(&mut self.buf);
+        let end = buf.len();
+        for s in &mut self.scratch {
+            s.clear();
+        }
+        self.collect_triggers(&rules, &buf);
+        for (di, d) in rules.detectors.iter().enumerate() {
+            let from = (self.next_from[di].saturating_sub(self.base) as usize).min(end);
+            let horizon = if last { usize::MAX } else { end.saturating_sub(d.max_len + 1 + d.context_within()) };
+            let pos = if d.regex.is_some() {
+                self.run_regex(di, d, &buf, from, horizon)
+            } else {
+                self.run_keywords(di, d, &buf, from, horizon)
+            };
+            let next = if last { end } else { pos.max(horizon).min(end) };
+            self.next_from[di] = self.base + next as u64;
+        }
+        let mut buf = buf;
+        if last {
+            self.base += end as u64;
+            buf.clear();
+        } else {
+            let keep = self.next_from.iter().min().copied().unwrap_or(self.base + end as u64);
+            let cut = (keep.saturating_sub(rules.left_margin as u64).saturating_sub(self.base) as usize).min(end);
+            buf.drain(..cut);
+            self.base += cut as u64;
+        }
+        self.buf = buf;
+    }
+
+    /// Fills `scratch` with windows / keyword hits from the shared prefilters.
+    fn collect_triggers(&mut self, rules: &Ruleset, buf: &[u8]) {
+        let end = buf.len();
+        if let Some(ac) = &rules.ac {
+            for m in ac.find_overlapping_iter(buf) {
+                let pid = m.pattern().as_usize();
+                for &di in &rules.pattern_owners[pid] {
+                    let d = &rules.detectors[di];
+                    if rules.ac_case_insensitive && d.case_sensitive && buf[m.start()..m.end()] != rules.patterns[pid] {
+                        continue;
+                    }
+                    let w = if d.regex.is_none() {
+                        (m.start(), m.end())
+                    } else {
+                        (m.end().saturating_sub(d.max_len), (m.start() + d.max_len).min(end))
+                    };
+                    self.scratch[di].push(w);
+                }
+            }
+        }
+        if let Some(min) = rules.min_digit_run {
+            let scratch = &mut self.scratch;
+            digits::for_each_run(buf, min, |s, e| {
+                for (di, d) in rules.detectors.iter().enumerate() {
+                    if let Trigger::Digits(n) = d.trigger
+                        && e - s >= n {
+                            scratch[di].push((s.saturating_sub(d.max_len), (e + d.max_len).min(end)));
+                        }
+                }
+            });
+        }
+        for (di, d) in rules.detectors.iter().enumerate() {
+            if d.trigger == Trigger::Full {
+                self.scratch[di].push((0, end));
+            }
+        }
+    }
+
+    /// Leftmost-first regex iteration from `from`, restricted to the trigger windows. Returns the
+    /// position after the last decided match (or `from`).
+    fn run_regex(&mut self, di: usize, d: &Detector, buf: &[u8], from: usize, horizon: usize) -> usize {
+        let Some(re) = &d.regex else { return from };
+        let mut windows = std::mem::take(&mut self.scratch[di]);
+        windows.sort_unstable();
+        self.merged.clear();
+        for (s, e) in windows.drain(..) {
+            match self.merged.last_mut() {
+                Some(last) if s <= last.1 => last.1 = last.1.max(e),
+                _ => self.merged.push((s, e)),
+            }
+        }
+        self.scratch[di] = windows;
+        let merged = std::mem::take(&mut self.merged);
+        let mut pos = from;
+        'windows: for &(ws, we) in &merged {
+            if ws >= horizon {
+                break;
+            }
+            let mut at = ws.max(pos);
+            while at < we {
+                let Some(m) = re.search(&Input::new(buf).span(at..we)) else { break };
+                if m.start() >= horizon {
+                    break 'windows;
+                }
+                self.accept(di, d, buf, m.start(), m.end());
+                pos = m.end().max(m.start() + 1);
+                at = pos;
+            }
+        }
+        self.merged = merged;
+        pos
+    }
+
+    /// Keyword-only detectors: longest keyword at the leftmost position, non-overlapping.
+    fn run_keywords(&mut self, di: usize, d: &Detector, buf: &[u8], from: usize, horizon: usize) -> usize {
+        let mut hits = std::mem::take(&mut self.scratch[di]);
+        hits.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+        let mut pos = from;
+        for &(s, e) in &hits {
+            if s < pos {
+                continue;
+            }
+            if s >= horizon {
+                break;
+            }
+            if d.whole_word && !is_whole_word(buf, s, e) {
+                continue;
+            }
+            self.accept(di, d, buf, s, e);
+            pos = e;
+        }
+        self.scratch[di] = hits;
+        pos
+    }
+
+    /// Validator → exclusions → context → record.
+    fn accept(&mut self, di: usize, d: &Detector, buf: &[u8], s: usize, e: usize) {
+        let mut e = e;
+        if let Some(v) = d.validator {
+            match v.check(&buf[s..e]) {
+                Some(len) => e = s + len,
+                None => return,
+            }
+        }
+        let value = &buf[s..e];
+        let canonical = d.validator.map_or_else(|| value.to_vec(), |v| v.canonical(value));
+        if d.exclude_values.iter().any(|x| x.as_slice() == value || *x == canonical)
+            || d.exclude_patterns.iter().any(|p| p.is_match(value) || p.is_match(&canonical))
+        {
+            return;
+        }
+        let mut confidence = d.confidence;
+        if let (Some(ctx), Some(ac)) = (&d.context, &d.context_ac) {
+            let before = &buf[s.saturating_sub(ctx.within)..s];
+            let after = &buf[e..(e + ctx.within).min(buf.len())];
+            let near = ac.is_match(before) || ac.is_match(after);
+            if ctx.required && !near {
+                return;
+            }
+            if near {
+                confidence = confidence.raised();
+            }
+        }
+        let hmac = self.hmac_key.as_ref().and_then(|key| {
+            let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).ok()?;
+            mac.update(&canonical);
+            Some(hex::encode(mac.finalize().into_bytes()))
+        });
+        let st = &mut self.states[di];
+        st.count += 1;
+        st.confidence = Some(st.confidence.map_or(confidence, |c| c.max(confidence)));
+        if st.offsets.len() < MAX_OFFSETS {
+            st.offsets.push(self.base + s as u64);
+        }
+        if st.samples.len() < MAX_SAMPLES {
+            let sample = mask(&String::from_utf8_lossy(value));
+            if !st.samples.contains(&sample) {
+                st.samples.push(sample);
+            }
+        }
+        if let Some(h) = hmac
+            && st.hmacs.len() < MAX_OFFSETS && !st.hmacs.contains(&h) {
+                st.hmacs.push(h);
+            }
+    }
+}
+
+fn is_word_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_'
+}
+
+/// The hit is not part of a longer word. Only ASCII word characters count: a keyword edge that
+/// is not a word character (punctuation, CJK text, which has no spaces) needs no boundary.
+fn is_whole_word(buf: &[u8], s: usize, e: usize) -> bool {
+    let first_is_word = buf.get(s).copied().is_some_and(is_word_byte);
+    let last_is_word = e > s && buf.get(e - 1).copied().is_some_and(is_word_byte);
+    let before_ok = !first_is_word || s == 0 || !is_word_byte(buf[s - 1]);
+    let after_ok = !last_is_word || e >= buf.len() || !is_word_byte(buf[e]);
+    before_ok && after_ok
+}
