@@ -1,9 +1,159 @@
-//! `portcullis scan` (placeholder until its issue lands).
+//! `portcullis scan`: run the DLP rules over files or stdin, the way compliance officers try
+//! rules before they go live.
+//!
+//! Each input is read in chunks and pushed through one streaming inspection (`inspect_stream`),
+//! exactly as the proxy pushes request-body chunks: the command never holds a whole file.
+//! Content decoding (archives, documents, compression) plugs in at `inspect_stream`, which is
+//! the only place that knows what turns bytes into findings.
+//!
+//! Exit status: 0 every input clean; 1 some input matched or could not be scanned; 2 an error
+//! (unreadable file, broken rules) — 2 wins over 1.
+//!
+//! `--format json` prints one object per input per line:
+//! `{"path", "verdict": "clean"|"match"|"unscannable", "findings": [Finding...], "reason"}`,
+//! where a Finding is `{"detector", "severity", "count", "confidence", "samples" (masked),
+//! "offsets", "value_hmacs"}` (see `portcullis_scan::Finding`).
+use std::io::{Read, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use portcullis_scan::{Finding, Ruleset, Scanner};
+use serde::Serialize;
+
+/// Bytes read per chunk.
+const CHUNK: usize = 64 * 1024;
 
 #[derive(clap::Args)]
-pub struct ScanArgs {}
+pub struct ScanArgs {
+    /// Directory of detector rule files (*.toml) to use instead of the built-in rules.
+    #[arg(long, value_name = "DIR")]
+    pub rules: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Files to scan; `-` reads standard input.
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+}
 
-pub fn run(_args: ScanArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`portcullis scan` is not built yet")
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+/// The outcome for one input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Clean,
+    Match,
+    /// Content that could not be inspected (set by content extraction, issue 4).
+    #[allow(dead_code)]
+    Unscannable,
+}
+
+/// One line of `--format json`.
+#[derive(Debug, Serialize)]
+pub struct InputReport {
+    pub path: String,
+    pub verdict: Verdict,
+    pub findings: Vec<Finding>,
+    pub reason: Option<String>,
+}
+
+/// Loads `--rules DIR` or the built-in rules.
+pub fn load_rules(dir: Option<&std::path::Path>) -> anyhow::Result<Arc<Ruleset>> {
+    match dir {
+        None => Ok(Ruleset::builtin()),
+        Some(dir) => Ok(Arc::new(Ruleset::load_dir(dir).context("loading rules")?)),
+    }
+}
+
+/// Streams `reader` through a scanner in chunks and decides a verdict.
+pub fn inspect_stream(rules: &Arc<Ruleset>, reader: &mut dyn Read) -> std::io::Result<(Verdict, Vec<Finding>, Option<String>)> {
+    let mut scanner = Scanner::new(Arc::clone(rules));
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        scanner.feed(&buf[..n]);
+    }
+    let findings = scanner.finish();
+    let verdict = if findings.is_empty() { Verdict::Clean } else { Verdict::Match };
+    Ok((verdict, findings, None))
+}
+
+fn scan_one(rules: &Arc<Ruleset>, path: &std::path::Path) -> anyhow::Result<InputReport> {
+    let label = path.display().to_string();
+    let (verdict, findings, reason) = if label == "-" {
+        inspect_stream(rules, &mut std::io::stdin().lock()).context("reading standard input")?
+    } else {
+        if path.is_dir() {
+            anyhow::bail!("{label}: is a directory");
+        }
+        let mut file = std::fs::File::open(path).with_context(|| format!("{label}: cannot open"))?;
+        inspect_stream(rules, &mut file).with_context(|| format!("{label}: read error"))?
+    };
+    Ok(InputReport { path: label, verdict, findings, reason })
+}
+
+fn print_text(out: &mut impl Write, r: &InputReport) -> std::io::Result<()> {
+    let verdict = match r.verdict {
+        Verdict::Clean => "clean",
+        Verdict::Match => "MATCH",
+        Verdict::Unscannable => "UNSCANNABLE",
+    };
+    match &r.reason {
+        Some(reason) => writeln!(out, "{}: {verdict} ({reason})", r.path)?,
+        None => writeln!(out, "{}: {verdict}", r.path)?,
+    }
+    for f in &r.findings {
+        writeln!(
+            out,
+            "  {:<24} count={:<5} severity={:<8} confidence={:<6} samples: {}",
+            f.detector,
+            f.count,
+            f.severity.as_str(),
+            f.confidence.as_str(),
+            f.samples.join(", ")
+        )?;
+    }
+    Ok(())
+}
+
+pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
+    let rules = load_rules(args.rules.as_deref())?;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let mut worst = 0u8;
+    for path in &args.paths {
+        match scan_one(&rules, path) {
+            Ok(report) => {
+                if report.verdict != Verdict::Clean {
+                    worst = worst.max(1);
+                }
+                match args.format {
+                    Format::Json => {
+                        serde_json::to_writer(&mut out, &report)?;
+                        writeln!(out)?;
+                    }
+                    Format::Text => print_text(&mut out, &report)?,
+                }
+            }
+            Err(err) => {
+                out.flush()?;
+                eprintln!("portcullis: {err:#}");
+                worst = 2;
+            }
+        }
+    }
+    out.flush()?;
+    Ok(ExitCode::from(worst))
 }

@@ -316,7 +316,10 @@ impl Scanner {
             st.offsets.push(self.base + s as u64);
         }
         if st.samples.len() < MAX_SAMPLES {
-            let sample = mask(&String::from_utf8_lossy(value));
+            let sample = match d.validator {
+                Some(v) => v.sample(value, &canonical),
+                None => mask(&String::from_utf8_lossy(value)),
+            };
             if !st.samples.contains(&sample) {
                 st.samples.push(sample);
             }

@@ -119,7 +119,7 @@ pub struct Finding {
 /// Masks a value for display: keeps about a quarter of the characters at each end (at most 4)
 /// and replaces the rest with `*`: `4111111111111111` → `4111********1111`,
 /// `A123456(3)` → `A12****(3)`. Values of 4 characters or fewer are fully masked. Control
-/// characters (line breaks in key blocks) become `*` too.
+/// characters (line breaks in key blocks) become `*` too; at most 24 `*` are written.
 pub fn mask(value: &str) -> String {
     let chars: Vec<char> = value.chars().collect();
     let n = chars.len();
@@ -127,12 +127,15 @@ pub fn mask(value: &str) -> String {
         return "*".repeat(n);
     }
     let keep = n.div_ceil(4).min(4);
-    chars
-        .iter()
-        .enumerate()
-        .map(|(i, c)| if (i < keep || i >= n - keep) && !c.is_control() { *c } else { '*' })
-        .collect()
+    let shown = |c: &char| if c.is_control() { '*' } else { *c };
+    let mut out: String = chars[..keep].iter().map(shown).collect();
+    out.extend(std::iter::repeat_n('*', (n - 2 * keep).min(MAX_MASK_STARS)));
+    out.extend(chars[n - keep..].iter().map(shown));
+    out
 }
+
+/// Long values (key blocks) are shown with at most this many `*`.
+const MAX_MASK_STARS: usize = 24;
 
 #[cfg(test)]
 mod tests {
@@ -144,5 +147,7 @@ mod tests {
         assert_eq!(mask("A123456(3)"), "A12****(3)");
         assert_eq!(mask("1234"), "****");
         assert_eq!(mask("AKIAIOSFODNN7EXAMPLE"), "AKIA************MPLE");
+        assert_eq!(mask("-----BEGIN\nPRIVATE KEY-----\nMIIEpAIBAAKCAQEAu1SU1LfVLPHCozMxH2Mo4lgOEePzNm0tRgeLezV6ff").chars().count(), 32);
+        assert_eq!(mask("ab\u{e9}cd\u{e9}"), "ab**d\u{e9}");
     }
 }

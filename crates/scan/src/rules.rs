@@ -110,6 +110,16 @@ pub struct Detector {
 }
 
 impl Detector {
+    /// How candidates are found: `"literals"` (shared Aho-Corasick prefilter), `"digit-run"`
+    /// (shared digit-run prefilter) or `"full-scan"` (the regex runs over all input: slow).
+    pub fn prefilter(&self) -> &'static str {
+        match self.trigger {
+            Trigger::Literals => "literals",
+            Trigger::Digits(_) => "digit-run",
+            Trigger::Full => "full-scan",
+        }
+    }
+
     /// Context distance (0 without context).
     pub(crate) fn context_within(&self) -> usize {
         self.context.as_ref().map_or(0, |c| c.within)

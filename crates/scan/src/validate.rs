@@ -84,6 +84,21 @@ impl Validator {
     }
 }
 
+impl Validator {
+    /// The masked sample shown for a value: card numbers are masked in their digits-only form
+    /// (`4111********1111`), SSNs show only the last four digits (`***-**-6789`), other values are
+    /// masked as written.
+    pub fn sample(self, value: &[u8], canonical: &[u8]) -> String {
+        match self {
+            Validator::PaymentCard | Validator::Luhn => crate::mask(&String::from_utf8_lossy(canonical)),
+            Validator::UsSsn if value.len() == 11 => {
+                format!("***-**-{}", String::from_utf8_lossy(&value[7..]))
+            }
+            _ => crate::mask(&String::from_utf8_lossy(value)),
+        }
+    }
+}
+
 impl fmt::Display for Validator {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
