@@ -114,6 +114,12 @@ impl Scanner {
         self.scanned
     }
 
+    /// Bytes currently held between calls (the carry): bounded by the longest match plus
+    /// context, whatever the input size.
+    pub fn buffered_bytes(&self) -> usize {
+        self.buf.len()
+    }
+
     /// Marks the start of an unrelated text segment (next file in an archive): everything so far
     /// is decided, and no match or context spans the boundary. Offsets keep counting.
     pub fn reset_boundary(&mut self) {

@@ -255,7 +255,7 @@ fn analyse(pattern: &str, case_insensitive: bool) -> Result<regex_syntax::hir::H
 fn extract_prefixes(hir: &regex_syntax::hir::Hir) -> Option<Vec<Vec<u8>>> {
     use regex_syntax::hir::literal::{ExtractKind, Extractor};
     let mut ex = Extractor::new();
-    ex.kind(ExtractKind::Prefix).limit_total(MAX_EXTRACTED_LITERALS * 16);
+    ex.kind(ExtractKind::Prefix).limit_class(4).limit_total(MAX_EXTRACTED_LITERALS * 4);
     let seq = ex.extract(hir);
     let lits = seq.literals()?;
     if lits.is_empty() || lits.len() > MAX_EXTRACTED_LITERALS || lits.iter().any(|l| l.len() < 3)
