@@ -1,4 +1,5 @@
 //! Table tests of the shipped catalog against real endpoints and lookalikes.
+#![allow(clippy::unwrap_used)]
 
 use portcullis_classify::{Activity, Catalog, FlowHead};
 
