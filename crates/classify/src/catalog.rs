@@ -35,7 +35,7 @@ use toml::Spanned;
 
 use crate::flow::{Activity, AppInfo, Flow, FlowHead};
 use crate::host::{HostPattern, NormalHost, normalize_host, parents};
-use crate::problem::{Problem, Problems, line_of, toml_problem};
+use crate::problem::{LoadError, Problem, Problems, line_of, toml_problem};
 
 /// The built-in catalog files, embedded so a fresh binary works with no files on disk.
 pub const BUILTIN_FILES: &[(&str, &str)] = &[
@@ -46,32 +46,7 @@ pub const BUILTIN_FILES: &[(&str, &str)] = &[
 ];
 
 /// Loading the catalog failed; nothing was loaded.
-#[derive(Debug, thiserror::Error)]
-pub enum CatalogError {
-    /// A file could not be read.
-    #[error("{path}: {source}")]
-    Io {
-        /// The path.
-        path: String,
-        /// The I/O error.
-        source: std::io::Error,
-    },
-    /// One or more files are invalid (file, line, what is wrong).
-    #[error("{0}")]
-    Invalid(Problems),
-}
-
-impl CatalogError {
-    /// The problems, for reporting one per line (an I/O error is one problem at line 0).
-    pub fn problems(&self) -> Vec<Problem> {
-        match self {
-            CatalogError::Io { path, source } => {
-                vec![Problem { file: path.clone(), line: 0, message: source.to_string() }]
-            }
-            CatalogError::Invalid(p) => p.0.clone(),
-        }
-    }
-}
+pub type CatalogError = LoadError;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

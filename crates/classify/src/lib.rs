@@ -20,4 +20,4 @@ mod problem;
 pub use catalog::{BUILTIN_FILES, Catalog, CatalogError, PathGlob, Tenant};
 pub use flow::{Activity, AppInfo, Flow, FlowHead};
 pub use host::{HostError, HostPattern, NormalHost, normalize_host};
-pub use problem::{Problem, Problems, line_of, toml_problem};
+pub use problem::{LoadError, Problem, Problems, line_of, toml_problem};

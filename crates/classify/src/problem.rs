@@ -55,6 +55,33 @@ impl fmt::Display for Problems {
     }
 }
 
+/// Loading a rule file (catalog, policy, users) failed; nothing was loaded, so a reload keeps
+/// the previous set running.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// A file could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// One or more files are invalid (file, line, what is wrong).
+    #[error("{0}")]
+    Invalid(Problems),
+}
+
+impl LoadError {
+    /// The problems, one per line (an I/O error is one problem at line 0).
+    pub fn problems(&self) -> Vec<Problem> {
+        match self {
+            LoadError::Io { path, source } => vec![Problem { file: path.clone(), line: 0, message: source.to_string() }],
+            LoadError::Invalid(p) => p.0.clone(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -31,6 +31,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+pub use portcullis_classify::LoadError;
 use portcullis_classify::{Activity, Catalog, Problem, Problems, line_of, toml_problem};
 use serde::Deserialize;
 use toml::Spanned;
@@ -39,32 +40,6 @@ use crate::decide::{Action, Stage};
 
 /// The shipped default policy, embedded.
 pub const BUILTIN_POLICY: (&str, &str) = ("rules/policy.toml", include_str!("../../../rules/policy.toml"));
-
-/// Loading a policy or users file failed; nothing was loaded (the caller keeps the old one).
-#[derive(Debug, thiserror::Error)]
-pub enum LoadError {
-    /// The file could not be read.
-    #[error("{path}: {source}")]
-    Io {
-        /// The path.
-        path: String,
-        /// The I/O error.
-        source: std::io::Error,
-    },
-    /// The file is invalid (file, line, what is wrong).
-    #[error("{0}")]
-    Invalid(Problems),
-}
-
-impl LoadError {
-    /// The problems, one per line (an I/O error is one problem at line 0).
-    pub fn problems(&self) -> Vec<Problem> {
-        match self {
-            LoadError::Io { path, source } => vec![Problem { file: path.clone(), line: 0, message: source.to_string() }],
-            LoadError::Invalid(p) => p.0.clone(),
-        }
-    }
-}
 
 /// A list that may be written as a single string: `apps = "gmail"` or `apps = ["gmail"]`.
 #[derive(Default)]
