@@ -1,0 +1,193 @@
+//! Streaming: any chunking of an input gives the findings of the whole input, values straddling
+//! chunk boundaries are found, and the carry stays bounded.
+use std::sync::Arc;
+
+use portcullis_scan::{Ruleset, Scanner};
+use proptest::prelude::*;
+
+/// Findings as comparable text (every field, including offsets, samples and HMACs).
+fn whole(rules: &Arc<Ruleset>, input: &[u8]) -> String {
+    let mut s = Scanner::new(Arc::clone(rules)).with_hmac_key([1; 32]);
+    s.feed(input);
+    format!("{:?}", s.finish())
+}
+
+fn chunked(rules: &Arc<Ruleset>, input: &[u8], cuts: &[usize]) -> String {
+    let mut s = Scanner::new(Arc::clone(rules)).with_hmac_key([1; 32]);
+    let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (input.len() + 1)).collect();
+    cuts.sort_unstable();
+    let mut at = 0;
+    for c in cuts {
+        s.feed(&input[at..c]);
+        at = c;
+    }
+    s.feed(&input[at..]);
+    format!("{:?}", s.finish())
+}
+
+/// Rules with every kind of trigger: the built-ins plus a keyword dictionary with overlapping
+/// keywords, a case-insensitive dictionary, an extracted-prefix regex and a full-scan regex.
+fn all_rules() -> Arc<Ruleset> {
+    let mut sources: Vec<(String, String)> =
+        Ruleset::builtin_sources().iter().map(|(n, s)| (n.to_string(), s.to_string())).collect();
+    sources.push((
+        "custom.toml".into(),
+        r#"
+[[detector]]
+id = "codes"
+description = "d"
+severity = "low"
+keywords = ["ALPHA", "ALPHA BETA", "BETA", "GAMMA"]
+[detector.context]
+keywords = ["project"]
+within = 16
+
+[[detector]]
+id = "ticket"
+description = "d"
+severity = "low"
+regex = '''PROJ-\d{2,6}'''
+
+[[detector]]
+id = "pairs"
+description = "d"
+severity = "low"
+regex = '''[xyz]{2}-[0-9]{1,3}'''
+min_count = 2
+"#
+        .into(),
+    ));
+    Arc::new(Ruleset::from_sources(&sources).unwrap())
+}
+
+const FRAGMENTS: &[&str] = &[
+    "4111 1111 1111 1111",
+    "4111111111111111",
+    "5555-5555-5555-4444",
+    "378282246310005",
+    "A123456(3)",
+    "AB987654(3)",
+    "11010519491231002X",
+    "GB82 WEST 1234 5698 7654 32",
+    "DE89370400440532013000",
+    "536-22-8726",
+    "AKIA2OGYBAH6RN5WHQX4",
+    "-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEAu1SU1LfVLPHCozMxH2Mo4lgOEePzNm0tRgeLezV6ffAt0gun\n",
+    "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",
+    "TOP SECRET",
+    "CONFIDENTIAL",
+    "ALPHA BETA",
+    "GAMMA",
+    "project",
+    "PROJ-1234",
+    "xy-12",
+    "card",
+    "HKID",
+    " ",
+    " ",
+    "\n",
+    "-",
+    "1",
+    "2024",
+    "the quick brown fox ",
+    "Secretary",
+    "é中文",
+];
+
+fn input_strategy() -> impl Strategy<Value = Vec<u8>> {
+    prop::collection::vec(
+        prop_oneof![
+            4 => prop::sample::select(FRAGMENTS).prop_map(|s| s.as_bytes().to_vec()),
+            1 => prop::collection::vec(any::<u8>(), 0..8),
+        ],
+        0..40,
+    )
+    .prop_map(|parts| parts.concat())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn any_chunking_gives_the_whole_input_findings(
+        input in input_strategy(),
+        cuts in prop::collection::vec(any::<usize>(), 0..12),
+    ) {
+        let rules = all_rules();
+        prop_assert_eq!(chunked(&rules, &input, &cuts), whole(&rules, &input));
+    }
+
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn byte_at_a_time_equals_whole(input in input_strategy()) {
+        let rules = all_rules();
+        let cuts: Vec<usize> = (0..input.len()).collect();
+        prop_assert_eq!(chunked(&rules, &input, &cuts), whole(&rules, &input));
+    }
+}
+
+#[test]
+fn every_split_point_of_a_dense_sample() {
+    let rules = all_rules();
+    let input = FRAGMENTS.join(" ").into_bytes();
+    let expect = whole(&rules, &input);
+    assert!(expect.contains("payment-card") && expect.contains("private-key") && expect.contains("codes"));
+    for cut in 0..=input.len() {
+        assert_eq!(chunked(&rules, &input, &[cut]), expect, "split at {cut}");
+    }
+    for cut in 0..input.len().saturating_sub(7) {
+        assert_eq!(chunked(&rules, &input, &[cut, cut + 3, cut + 7]), expect, "split at {cut}+3+7");
+    }
+}
+
+#[test]
+fn value_straddling_a_piece_boundary_is_found_once() {
+    // Place a card across the internal 256 KiB piece boundary and across a feed boundary.
+    let rules = Ruleset::builtin();
+    let mut input = vec![b'a'; portcullis_scan::engine::PIECE - 8];
+    input.extend_from_slice(b" 4111 1111 1111 1111 ");
+    input.extend(std::iter::repeat_n(b'b', 1000));
+    let mut s = Scanner::new(Arc::clone(&rules));
+    s.feed(&input);
+    let f = s.finish();
+    assert_eq!(f.len(), 1);
+    assert_eq!((f[0].count, f[0].offsets.as_slice()), (1, &[(portcullis_scan::engine::PIECE - 7) as u64][..]));
+}
+
+#[test]
+fn carry_stays_bounded_on_long_inputs() {
+    let rules = all_rules();
+    let mut s = Scanner::new(Arc::clone(&rules));
+    let block: Vec<u8> = FRAGMENTS.join(" ").into_bytes();
+    let mut max = 0;
+    for _ in 0..20_000 {
+        s.feed(&block);
+        max = max.max(s.buffered_bytes());
+    }
+    // Longest built-in match (private key block, a few hundred bytes) plus context margins.
+    assert!(max < 4096, "carry grew to {max} bytes");
+    assert!(s.bytes_scanned() > 5_000_000);
+    let f = s.finish();
+    let cards = f.iter().find(|f| f.detector == "payment-card").unwrap();
+    assert_eq!(cards.count, 4 * 20_000);
+    assert!(cards.offsets.len() == 32 && cards.samples.len() <= 5);
+}
+
+#[test]
+fn reset_boundary_separates_segments() {
+    let rules = Ruleset::builtin();
+    let mut s = Scanner::new(Arc::clone(&rules));
+    s.feed(b"4111 1111");
+    s.reset_boundary();
+    s.feed(b" 1111 1111");
+    assert!(s.finish().is_empty());
+    let mut s = Scanner::new(rules);
+    s.feed(b"A123456(3)");
+    assert!(!s.has_findings() || s.bytes_scanned() == 10);
+    s.reset_boundary();
+    assert!(s.has_findings());
+}
