@@ -141,7 +141,12 @@ fn show_prints_one_incident_in_full() {
     let out = portcullis(&["logs", "show", "--db", db, "PC-00000000000000000000"]);
     assert_eq!(out.status.code(), Some(1));
     let out = portcullis(&["logs", "show", "--db", db, "nonsense"]);
+    assert_eq!(out.status.code(), Some(1));
+    let out = portcullis(&["logs", "show", "--db", db, "../etc/passwd"]);
     assert_eq!(out.status.code(), Some(2));
+    // Ids typed in lower case are found.
+    let out = portcullis(&["logs", "show", "--db", db, &ev[1].id.to_lowercase()]);
+    assert!(out.status.success());
 }
 
 #[test]

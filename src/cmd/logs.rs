@@ -207,9 +207,13 @@ fn query(a: QueryArgs) -> Result<ExitCode> {
 }
 
 fn show(a: ShowArgs) -> Result<ExitCode> {
-    let id = a.id.trim().to_ascii_uppercase();
+    let mut id = a.id.trim().to_owned();
+    if id.len() > 3 && id[..3].eq_ignore_ascii_case("pc-") {
+        // Generated ids are upper-case Crockford base32; accept them typed in lower case.
+        id = id.to_ascii_uppercase();
+    }
     if !is_valid_id(&id) {
-        bail!("{:?} is not an incident id (expected PC- followed by 20 characters)", a.id);
+        bail!("{:?} is not an incident id (expected e.g. PC- followed by 20 characters)", a.id);
     }
     let store = open(&a.db)?;
     let Some(event) = store.get(&id)? else {

@@ -237,9 +237,11 @@ fn encode_base32(out: &mut String, value: u64, chars: u32) {
     }
 }
 
-/// Whether `s` has the shape of an event id (used to reject junk before it reaches the store).
+/// Whether `s` is acceptable as an event id: 1 to 64 characters of `A-Z a-z 0-9 - _`. Ids made
+/// by [`new_id`] (`PC-` + 20 Crockford base32 characters) are; so are other recorders' ids. Used
+/// to reject junk before it reaches the store.
 pub fn is_valid_id(s: &str) -> bool {
-    s.len() == 23 && s.starts_with("PC-") && s.as_bytes()[3..].iter().all(|b| CROCKFORD.contains(b))
+    (1..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// Removes what must not be stored from a URL: query parameter *values* become `REDACTED`
@@ -296,9 +298,15 @@ mod tests {
         for w in ids.windows(2) {
             assert!(w[0] < w[1], "{} !< {}", w[0], w[1]);
         }
-        assert!(ids.iter().all(|i| is_valid_id(i)), "{}", ids[0]);
-        assert!(!is_valid_id("PC-0000000000000000000I"));
-        assert!(!is_valid_id("XX-00000000000000000000"));
+        for id in &ids {
+            assert!(is_valid_id(id), "{id}");
+            assert_eq!(id.len(), 23);
+            assert!(id.starts_with("PC-") && id.bytes().skip(3).all(|b| CROCKFORD.contains(&b)), "{id}");
+        }
+        assert!(is_valid_id("0123456789abcdef"));
+        assert!(!is_valid_id(""));
+        assert!(!is_valid_id("PC-../../etc"));
+        assert!(!is_valid_id(&"A".repeat(65)));
     }
 
     #[test]

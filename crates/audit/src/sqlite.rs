@@ -1,5 +1,8 @@
 //! Embedded SQLite store (rusqlite, bundled SQLite, WAL).
 //!
+//! Listing order is chronological: `(time_ms, seq)` where `seq` is the insertion order, so ties
+//! within a millisecond keep commit order and any id format works (cursor = the last id seen).
+//!
 //! Layout: `events` keeps one row per event with the filterable fields as indexed columns and the
 //! whole event as JSON in `body` (so new event fields need no migration); `event_detectors` holds
 //! one row per (event, detector) for the `--detector` filter and the per-detector stats.
@@ -72,11 +75,11 @@ CREATE TABLE IF NOT EXISTS event_detectors (
     count     INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_time ON events(time_ms);
-CREATE INDEX IF NOT EXISTS events_action ON events(action, id);
-CREATE INDEX IF NOT EXISTS events_user ON events(user, id);
-CREATE INDEX IF NOT EXISTS events_app ON events(app, id);
-CREATE INDEX IF NOT EXISTS events_category ON events(category, id);
-CREATE INDEX IF NOT EXISTS events_host ON events(host, id);
+CREATE INDEX IF NOT EXISTS events_action ON events(action, time_ms);
+CREATE INDEX IF NOT EXISTS events_user ON events(user, time_ms);
+CREATE INDEX IF NOT EXISTS events_app ON events(app, time_ms);
+CREATE INDEX IF NOT EXISTS events_category ON events(category, time_ms);
+CREATE INDEX IF NOT EXISTS events_host ON events(host, time_ms);
 CREATE INDEX IF NOT EXISTS event_detectors_detector ON event_detectors(detector, event_seq);
 CREATE INDEX IF NOT EXISTS event_detectors_event ON event_detectors(event_seq);
 ";
@@ -278,11 +281,16 @@ impl AuditStore for SqliteStore {
         let e = db_err(&self.path);
         let (mut sql, mut args) = where_clause(filter, false);
         if let Some(c) = &filter.cursor {
-            sql.push_str(if filter.ascending { " AND e.id > ?" } else { " AND e.id < ?" });
+            // Keyset pagination on (time, insertion order); an unknown cursor yields nothing.
+            sql.push_str(if filter.ascending {
+                " AND (e.time_ms, e.seq) > (SELECT c.time_ms, c.seq FROM events c WHERE c.id = ?)"
+            } else {
+                " AND (e.time_ms, e.seq) < (SELECT c.time_ms, c.seq FROM events c WHERE c.id = ?)"
+            });
             args.push(Value::Text(c.clone()));
         }
         let order = if filter.ascending { "ASC" } else { "DESC" };
-        let mut full = format!("SELECT e.body FROM events e WHERE {sql} ORDER BY e.id {order}");
+        let mut full = format!("SELECT e.body FROM events e WHERE {sql} ORDER BY e.time_ms {order}, e.seq {order}");
         if let Some(limit) = filter.limit {
             full.push_str(" LIMIT ?");
             args.push(Value::Integer(i64::try_from(limit).unwrap_or(i64::MAX)));
@@ -378,7 +386,7 @@ impl AuditStore for SqliteStore {
                 let n = ((u128::from(count) * excess).div_ceil(u128::from(used.max(1)))).clamp(1, u128::from(count));
                 let n = i64::try_from(n).unwrap_or(i64::MAX);
                 report.deleted_by_size += self.delete_where(
-                    "seq IN (SELECT seq FROM events ORDER BY id ASC LIMIT ?)",
+                    "seq IN (SELECT seq FROM events ORDER BY time_ms ASC, seq ASC LIMIT ?)",
                     &[Value::Integer(n)],
                 )?;
             }

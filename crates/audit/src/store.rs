@@ -36,8 +36,8 @@ pub struct Filter {
     /// At or before this time.
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub until: Option<OffsetDateTime>,
-    /// Pagination cursor: only events after this id in the listing order (the last id of the
-    /// previous page).
+    /// Pagination cursor: only events after this one in the listing order (pass the last id of the
+    /// previous page). Listing order is chronological (time, then insertion order).
     pub cursor: Option<String>,
     /// Maximum number of events (for `stats`: entries per breakdown). `None` = no limit.
     pub limit: Option<usize>,

@@ -145,7 +145,7 @@ async fn events_filters_pagination_and_one_event() {
     assert_eq!(serde_json::from_str::<Event>(&body).unwrap(), s.events[7]);
     let (status, _, _) = call(s.addr, Method::GET, "/api/events/PC-00000000000000000000", Some(&auth)).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (status, _, _) = call(s.addr, Method::GET, "/api/events/not-an-id", Some(&auth)).await;
+    let (status, _, _) = call(s.addr, Method::GET, "/api/events/not.an.id", Some(&auth)).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
 

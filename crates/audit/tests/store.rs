@@ -128,6 +128,30 @@ fn pagination_by_cursor_visits_every_event_once() {
 }
 
 #[test]
+fn foreign_ids_list_in_time_order() {
+    // Another recorder's ids (e.g. random hex) carry no order: listing and cursors follow time.
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = SqliteStore::open(dir.path().join("audit.db")).unwrap();
+    let base = OffsetDateTime::now_utc();
+    let events: Vec<Event> = ["f0", "0a", "c3", "11", "9b", "77"]
+        .iter()
+        .enumerate()
+        .map(|(i, hex)| {
+            let mut e = ev(Action::Block, "u", None, None, "h.example", &[]);
+            e.id = format!("{hex}{}", "5".repeat(14));
+            e.time = base + time::Duration::seconds(i as i64);
+            e
+        })
+        .collect();
+    store.append(&events).unwrap();
+    let first = store.query(&Filter { limit: Some(4), ascending: true, ..Filter::default() }).unwrap();
+    let rest = store.query(&Filter { cursor: Some(first[3].id.clone()), ascending: true, ..Filter::default() }).unwrap();
+    let got: Vec<&str> = first.iter().chain(rest.iter()).map(|e| e.id.as_str()).collect();
+    assert_eq!(got, ids(&events));
+    assert_eq!(store.get(&events[2].id).unwrap().unwrap(), events[2]);
+}
+
+#[test]
 fn stats_count_blocks_by_dimension() {
     let dir = tempfile::tempdir().unwrap();
     let mut store = SqliteStore::open(dir.path().join("audit.db")).unwrap();
