@@ -1,0 +1,301 @@
+//! Text outputs: the scanner-facing end of every decoder, plus the base64 tap and charset
+//! transcoding.
+//!
+//! Base64 blobs hide data inside text, JSON and form fields. Rather than guessing which field holds
+//! one, [`TextOut`] watches every text stream for runs of base64 alphabet (standard or URL-safe)
+//! and streams each long enough run through a decoder into a nested [`FileNode`], so a base64 docx
+//! is extracted like any other docx. The original text is scanned as well. Runs shorter than
+//! [`MIN_RUN`] are ignored unless `=`-padded (a padded 8+ char run is deliberate base64). Because
+//! every long token looks like base64, decoding beyond `max_depth` is skipped rather than
+//! reported unscannable: the text itself was still scanned.
+
+use crate::engine::{Ctx, Node, Res, SinkId};
+use crate::sniff::{FileNode, Origin};
+
+/// Unpadded base64 runs shorter than this are not decoded.
+pub(crate) const MIN_RUN: usize = 16;
+/// A line break continues a base64 run (MIME-style wrapped blobs) once the run is this long.
+const WRAP_MIN: usize = 40;
+const OUT_FLUSH: usize = 16 * 1024;
+
+#[inline]
+pub(crate) fn b64_value(c: u8) -> Option<u8> {
+    match c {
+        b'A'..=b'Z' => Some(c - b'A'),
+        b'a'..=b'z' => Some(c - b'a' + 26),
+        b'0'..=b'9' => Some(c - b'0' + 52),
+        b'+' | b'-' => Some(62),
+        b'/' | b'_' => Some(63),
+        _ => None,
+    }
+}
+
+/// Incremental base64 quad decoder (alphabet values in, bytes out).
+#[derive(Default)]
+pub(crate) struct Quad {
+    acc: u32,
+    n: u8,
+}
+
+impl Quad {
+    #[inline]
+    pub fn push(&mut self, v: u8, out: &mut Vec<u8>) {
+        self.acc = (self.acc << 6) | u32::from(v);
+        self.n += 1;
+        if self.n == 4 {
+            let a = self.acc;
+            out.extend_from_slice(&[(a >> 16) as u8, (a >> 8) as u8, a as u8]);
+            self.acc = 0;
+            self.n = 0;
+        }
+    }
+
+    /// Emit the bytes of a trailing partial quad (2 chars → 1 byte, 3 chars → 2 bytes).
+    pub fn flush(&mut self, out: &mut Vec<u8>) {
+        match self.n {
+            2 => out.push((self.acc >> 4) as u8),
+            3 => out.extend_from_slice(&[(self.acc >> 10) as u8, (self.acc >> 2) as u8]),
+            _ => {}
+        }
+        self.acc = 0;
+        self.n = 0;
+    }
+}
+
+/// Watches a text stream for base64 runs and decodes them into nested files.
+struct B64Tap {
+    child_depth: u32,
+    pending: Vec<u8>,
+    child: Option<Box<dyn Node>>,
+    quad: Quad,
+    run_len: usize,
+    wrapped: bool,
+    out: Vec<u8>,
+}
+
+impl B64Tap {
+    fn new(child_depth: u32) -> B64Tap {
+        B64Tap {
+            child_depth,
+            pending: Vec::with_capacity(MIN_RUN),
+            child: None,
+            quad: Quad::default(),
+            run_len: 0,
+            wrapped: false,
+            out: Vec::new(),
+        }
+    }
+
+    fn commit(&mut self) {
+        let mut child = FileNode::new(None, None, self.child_depth, Origin::Base64);
+        child.set_no_encoding();
+        self.child = Some(Box::new(child));
+        let pending = std::mem::take(&mut self.pending);
+        for &c in &pending {
+            if let Some(v) = b64_value(c) {
+                self.quad.push(v, &mut self.out);
+            }
+        }
+        self.pending = pending;
+        self.pending.clear();
+    }
+
+    fn flush_out(&mut self, cx: &mut Ctx) -> Res {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        cx.charge_decoded(self.out.len())?;
+        if let Some(child) = self.child.as_mut() {
+            child.write(cx, &self.out)?;
+        }
+        self.out.clear();
+        Ok(())
+    }
+
+    fn end_run(&mut self, cx: &mut Ctx) -> Res {
+        if self.child.is_some() {
+            self.quad.flush(&mut self.out);
+            self.flush_out(cx)?;
+            if let Some(child) = self.child.take() {
+                child.finish(cx)?;
+            }
+        }
+        self.pending.clear();
+        self.quad = Quad::default();
+        self.run_len = 0;
+        self.wrapped = false;
+        Ok(())
+    }
+
+    fn write(&mut self, cx: &mut Ctx, data: &[u8]) -> Res {
+        for &c in data {
+            if let Some(v) = b64_value(c) {
+                self.wrapped = false;
+                self.run_len += 1;
+                if self.child.is_some() {
+                    self.quad.push(v, &mut self.out);
+                    if self.out.len() >= OUT_FLUSH {
+                        self.flush_out(cx)?;
+                    }
+                } else {
+                    self.pending.push(c);
+                    if self.pending.len() >= MIN_RUN {
+                        self.commit();
+                    }
+                }
+            } else if c == b'=' {
+                if self.child.is_none() && self.pending.len() >= 8 && self.pending.len() % 4 >= 2 {
+                    self.commit();
+                }
+                self.end_run(cx)?;
+            } else if (c == b'\n' || c == b'\r') && self.run_len >= WRAP_MIN {
+                self.wrapped = true;
+            } else if self.run_len > 0 {
+                self.end_run(cx)?;
+            }
+        }
+        self.flush_out(cx)
+    }
+}
+
+/// Where decoded text goes: one scanner stream, plus the base64 tap when enabled.
+pub(crate) struct TextOut {
+    sink: SinkId,
+    tap: Option<B64Tap>,
+}
+
+impl TextOut {
+    /// `tap`: look for base64 runs (for text; not for raw binary).
+    pub fn new(cx: &mut Ctx, depth: u32, tap: bool) -> TextOut {
+        let sink = cx.open_sink();
+        let tap = if tap { cx.child_depth(depth).map(B64Tap::new) } else { None };
+        TextOut { sink, tap }
+    }
+
+    pub fn write(&mut self, cx: &mut Ctx, data: &[u8]) -> Res {
+        cx.feed(self.sink, data)?;
+        if let Some(tap) = self.tap.as_mut() {
+            tap.write(cx, data)?;
+        }
+        Ok(())
+    }
+
+    /// End of a field/value/paragraph: a line break for the scanner, end of any base64 run.
+    pub fn boundary(&mut self, cx: &mut Ctx) -> Res {
+        cx.feed(self.sink, b"\n")?;
+        if let Some(tap) = self.tap.as_mut() {
+            tap.end_run(cx)?;
+        }
+        Ok(())
+    }
+
+    pub fn finish(mut self, cx: &mut Ctx) -> Res {
+        let r = match self.tap.as_mut() {
+            Some(tap) => tap.end_run(cx),
+            None => Ok(()),
+        };
+        cx.close_sink(self.sink);
+        r
+    }
+}
+
+/// Plain text (with base64 tap) or raw binary (without): scanned as is.
+pub(crate) struct TextNode {
+    out: TextOut,
+}
+
+impl TextNode {
+    pub fn new(cx: &mut Ctx, depth: u32, tap: bool) -> TextNode {
+        TextNode { out: TextOut::new(cx, depth, tap) }
+    }
+}
+
+impl Node for TextNode {
+    fn write(&mut self, cx: &mut Ctx, data: &[u8]) -> Res {
+        self.out.write(cx, data)
+    }
+    fn finish(self: Box<Self>, cx: &mut Ctx) -> Res {
+        self.out.finish(cx)
+    }
+}
+
+/// Converts a declared or BOM-detected charset to UTF-8 (encoding_rs, streaming) and passes the
+/// result to a child that sniffs the text type (JSON, HTML, ...).
+pub(crate) struct Transcode {
+    decoder: encoding_rs::Decoder,
+    child: Box<dyn Node>,
+    buf: Vec<u8>,
+}
+
+impl Transcode {
+    pub fn new(encoding: &'static encoding_rs::Encoding, child: Box<dyn Node>) -> Transcode {
+        Transcode { decoder: encoding.new_decoder_with_bom_removal(), child, buf: vec![0; 16 * 1024] }
+    }
+
+    fn run(&mut self, cx: &mut Ctx, mut data: &[u8], last: bool) -> Res {
+        loop {
+            let (result, read, written, _) = self.decoder.decode_to_utf8(data, &mut self.buf, last);
+            if written > 0 {
+                self.child.write(cx, &self.buf[..written])?;
+            }
+            data = &data[read..];
+            if matches!(result, encoding_rs::CoderResult::InputEmpty) {
+                return Ok(());
+            }
+        }
+    }
+}
+
+impl Node for Transcode {
+    fn write(&mut self, cx: &mut Ctx, data: &[u8]) -> Res {
+        self.run(cx, data, false)
+    }
+    fn finish(mut self: Box<Self>, cx: &mut Ctx) -> Res {
+        self.run(cx, &[], true)?;
+        self.child.finish(cx)
+    }
+}
+
+/// Strict streaming base64 body decoder (multipart `Content-Transfer-Encoding: base64`):
+/// whitespace is skipped, `=` ends the data.
+pub(crate) struct Base64Body {
+    quad: Quad,
+    out: Vec<u8>,
+    ended: bool,
+    child: Box<dyn Node>,
+}
+
+impl Base64Body {
+    pub fn new(child: Box<dyn Node>) -> Base64Body {
+        Base64Body { quad: Quad::default(), out: Vec::new(), ended: false, child }
+    }
+}
+
+impl Node for Base64Body {
+    fn write(&mut self, cx: &mut Ctx, data: &[u8]) -> Res {
+        for &c in data {
+            if self.ended {
+                break;
+            }
+            if let Some(v) = b64_value(c) {
+                self.quad.push(v, &mut self.out);
+            } else if c == b'=' {
+                self.ended = true;
+            }
+        }
+        if !self.out.is_empty() {
+            cx.charge_decoded(self.out.len())?;
+            self.child.write(cx, &self.out)?;
+            self.out.clear();
+        }
+        Ok(())
+    }
+    fn finish(mut self: Box<Self>, cx: &mut Ctx) -> Res {
+        self.quad.flush(&mut self.out);
+        if !self.out.is_empty() {
+            cx.charge_decoded(self.out.len())?;
+            self.child.write(cx, &self.out)?;
+        }
+        self.child.finish(cx)
+    }
+}
