@@ -23,8 +23,8 @@ use crate::{FileInfo, Limits};
 pub(crate) trait TextSink: Send {
     fn feed(&mut self, chunk: &[u8]);
     fn has_findings(&self) -> bool;
-    /// The stream ended; hand its findings to whoever owns the results.
-    fn close(self: Box<Self>);
+    /// The stream ended; hand its findings to whoever owns the results. True if it found any.
+    fn close(self: Box<Self>) -> bool;
 }
 
 pub(crate) type SinkFactory = Box<dyn FnMut() -> Box<dyn TextSink> + Send>;
@@ -232,21 +232,23 @@ impl Ctx {
         Ok(())
     }
 
-    pub fn close_sink(&mut self, id: SinkId) {
+    /// End of a text stream: its last values are decided now, so this can be the match.
+    pub fn close_sink(&mut self, id: SinkId) -> Res {
         if let Some(slot) = self.sinks.get_mut(id.0)
             && let Some(sink) = slot.take()
+            && sink.close()
+            && !std::mem::replace(&mut self.any_findings, true)
+            && !self.exhaustive
         {
-            if sink.has_findings() {
-                self.any_findings = true;
-            }
-            sink.close();
+            return Err(Halt::Match);
         }
+        Ok(())
     }
 
     /// Close every sink still open (after an early halt).
     pub fn close_all(&mut self) {
         for i in 0..self.sinks.len() {
-            self.close_sink(SinkId(i));
+            let _ = self.close_sink(SinkId(i));
         }
     }
 

@@ -177,13 +177,13 @@ impl TextSink for ScanSink {
     fn has_findings(&self) -> bool {
         self.scanner.has_findings()
     }
-    fn close(self: Box<Self>) {
+    fn close(self: Box<Self>) -> bool {
         let found = self.scanner.finish();
-        if !found.is_empty()
-            && let Ok(mut r) = self.results.lock()
-        {
+        let any = !found.is_empty();
+        if any && let Ok(mut r) = self.results.lock() {
             r.extend(found);
         }
+        any
     }
 }
 
@@ -355,10 +355,11 @@ pub mod testing {
             fn has_findings(&self) -> bool {
                 false
             }
-            fn close(self: Box<Self>) {
+            fn close(self: Box<Self>) -> bool {
                 if let Ok(mut a) = self.all.lock() {
                     a.push(self.buf);
                 }
+                false
             }
         }
         let all = Arc::new(Mutex::new(Vec::new()));

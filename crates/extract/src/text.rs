@@ -194,8 +194,8 @@ impl TextOut {
             Some(tap) => tap.end_run(cx),
             None => Ok(()),
         };
-        cx.close_sink(self.sink);
-        r
+        let closed = cx.close_sink(self.sink);
+        r.and(closed)
     }
 }
 
