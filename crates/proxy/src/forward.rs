@@ -219,6 +219,8 @@ pub(crate) async fn forward(ctx: ConnCtx, identity: Identity, mut req: Request<I
     let client = if upgrade { &shared.upstream.client_h1 } else { &shared.upstream.client };
     let fut = client.request(upstream_req);
 
+    // Set once the block channel has completed (a oneshot must not be polled after that).
+    let mut rx_done = false;
     let sent = match block_rx.as_mut() {
         None => match fut.await {
             Ok(r) => Sent::Response(r),
@@ -228,14 +230,27 @@ pub(crate) async fn forward(ctx: ConnCtx, identity: Identity, mut req: Request<I
             tokio::pin!(fut);
             tokio::select! {
                 biased;
-                Ok((b, rest)) = &mut *rx => Sent::Blocked(b, rest),
+                r = &mut *rx => {
+                    rx_done = true;
+                    match r {
+                        Ok((b, rest)) => Sent::Blocked(b, rest),
+                        // The body ended without a block: just wait for the response.
+                        Err(_) => match fut.await {
+                            Ok(r) => Sent::Response(r),
+                            Err(e) => Sent::Failed(e),
+                        },
+                    }
+                }
                 r = &mut fut => match r {
                     Ok(r) => Sent::Response(r),
                     // The body's block is sent before its error surfaces here.
-                    Err(e) => match rx.try_recv() {
-                        Ok((b, rest)) => Sent::Blocked(b, rest),
-                        Err(_) => Sent::Failed(e),
-                    },
+                    Err(e) => {
+                        rx_done = true;
+                        match rx.try_recv() {
+                            Ok((b, rest)) => Sent::Blocked(b, rest),
+                            Err(_) => Sent::Failed(e),
+                        }
+                    }
                 },
             }
         }
@@ -252,7 +267,7 @@ pub(crate) async fn forward(ctx: ConnCtx, identity: Identity, mut req: Request<I
         }
         Sent::Failed(e) => upstream_failure(&e, &host, json),
         Sent::Response(mut resp) => {
-            if let Some(rx) = block_rx {
+            if let Some(rx) = block_rx.filter(|_| !rx_done) {
                 // The origin answered before the body ended (e.g. an early error): inspection and
                 // the abort still apply; a late block is recorded when it happens.
                 let rec = RecordCtx::new(&meta);

@@ -1,0 +1,348 @@
+//! The proxy's mechanics, in-process, with real curl and a real TLS origin on loopback.
+//!
+//! The gate here is testkit's `MarkerGate` (a streaming marker search): these tests are about
+//! what the proxy does with a gate's decisions — hold back, abort, record, page — not about DLP
+//! rules (the binary's tests in `tests/proxy_*.rs` run the real detectors).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use portcullis_proxy::{Action, ProxyConfig, Stage};
+use portcullis_testkit::{CertKind, MarkerGate, MemRecorder, Origin, RunningProxy, TestCa, curl, sha256_hex};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+struct Env {
+    _dir: tempfile::TempDir,
+    dir: std::path::PathBuf,
+    origin: Origin,
+    proxy: RunningProxy,
+    rec: Arc<MemRecorder>,
+}
+
+async fn env_with(kind: CertKind, trust_origin_ca: bool, gate: MarkerGate, tweak: impl FnOnce(&mut ProxyConfig)) -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new();
+    let origin = Origin::tls(&ca, kind).await;
+    let mut cfg = ProxyConfig::default();
+    cfg.resolve.push(format!("origin.test:{}:127.0.0.1", origin.port()).parse().unwrap());
+    cfg.resolve.push(format!("127.0.0.1:{}:127.0.0.1", origin.port()).parse().unwrap());
+    if trust_origin_ca {
+        cfg.upstream_roots.push(ca.cert_der.clone());
+    }
+    tweak(&mut cfg);
+    let rec = Arc::new(MemRecorder::default());
+    let proxy = RunningProxy::start(cfg, Arc::new(gate), rec.clone()).await;
+    let path = dir.path().to_path_buf();
+    ca.write_pem(&path);
+    Env { dir: path, _dir: dir, origin, proxy, rec }
+}
+
+async fn env() -> Env {
+    env_with(CertKind::Good, true, MarkerGate { marker: b"MARKER-SECRET".to_vec(), ..Default::default() }, |_| {}).await
+}
+
+impl Env {
+    fn url(&self, path: &str) -> String {
+        format!("https://origin.test:{}{path}", self.origin.port())
+    }
+
+    /// curl through the proxy; returns (status, body).
+    async fn curl(&self, args: &[&str]) -> (u16, String) {
+        let mut a: Vec<String> = vec![
+            "-sS".into(),
+            "--proxy".into(),
+            self.proxy.proxy_url(),
+            "--cacert".into(),
+            self.proxy.ca_pem.display().to_string(),
+            "-w".into(),
+            "\n%{http_code}".into(),
+        ];
+        a.extend(args.iter().map(|s| s.to_string()));
+        let out = curl(a).await;
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+        let code = code.trim().parse().unwrap_or_else(|_| panic!("curl output {text:?} stderr {}", String::from_utf8_lossy(&out.stderr)));
+        (code, body.to_string())
+    }
+
+    fn file(&self, name: &str, data: &[u8]) -> String {
+        let p = self.dir.join(name);
+        std::fs::write(&p, data).unwrap();
+        format!("@{}", p.display())
+    }
+}
+
+fn ten_mib(marker_at: Option<usize>) -> Vec<u8> {
+    let mut v: Vec<u8> = (0..10 * 1024 * 1024u32).map(|i| b"abcdefghijklmnopqrstuvwxyz \n"[(i % 28) as usize]).collect();
+    if let Some(at) = marker_at {
+        v[at..at + 13].copy_from_slice(b"MARKER-SECRET");
+    }
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clean_10mib_upload_arrives_identical_h1_and_h2() {
+    let e = env().await;
+    let data = ten_mib(None);
+    let f = e.file("clean.bin", &data);
+    for version in ["--http1.1", "--http2"] {
+        let (code, body) = e.curl(&[version, "--data-binary", &f, &e.url("/upload")]).await;
+        assert_eq!(code, 200, "{version}: {body}");
+        let got = e.origin.next_request().await;
+        assert!(got.complete, "{version}");
+        assert_eq!(got.body_len, data.len() as u64, "{version}");
+        assert_eq!(got.sha256, sha256_hex(&data), "{version}");
+        assert_eq!(got.headers.get("x-portcullis-inspected").unwrap(), "1", "gate's add_headers reach upstream");
+        assert!(body.contains(&sha256_hex(&data)));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocked_upload_gets_403_and_origin_never_has_the_whole_body() {
+    let e = env().await;
+    let data = ten_mib(Some(1000));
+    let f = e.file("secret.bin", &data);
+    for version in ["--http1.1", "--http2"] {
+        let (code, body) = e.curl(&[version, "-H", "Accept: application/json", "--data-binary", &f, &e.url("/upload")]).await;
+        assert_eq!(code, 403, "{version}: {body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["rule"], "test-marker");
+        assert_eq!(v["evidence"][0]["samples"][0], "MA****ER");
+        let incident = v["incident"].as_str().unwrap().to_string();
+        let got = e.origin.next_request().await;
+        assert!(!got.complete, "{version}: origin must not receive the complete body");
+        assert!(got.body_len < data.len() as u64);
+        // Recorded before the page was sent.
+        let recs = e.rec.snapshot();
+        let r = recs.iter().find(|r| r.id == incident).expect("record with the page's incident id");
+        assert_eq!((r.action, r.stage), (Action::Block, Stage::Body));
+        assert_eq!(r.detail.rule, "test-marker");
+    }
+    // HTML for browsers.
+    let (code, body) = e.curl(&["--http1.1", "-H", "Accept: text/html", "--data-binary", &f, &e.url("/upload")]).await;
+    assert_eq!(code, 403);
+    assert!(body.contains("<html") && body.contains("Incident id"), "{body}");
+    let _ = e.origin.next_request().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expect_100_continue_and_small_get() {
+    let e = env().await;
+    let f = e.file("small.txt", b"hello world");
+    let (code, _) = e.curl(&["--http1.1", "-H", "Expect: 100-continue", "--data-binary", &f, &e.url("/up")]).await;
+    assert_eq!(code, 200);
+    let got = e.origin.next_request().await;
+    assert!(got.complete && got.body_len == 11);
+    assert!(got.headers.get("expect").is_none(), "the proxy answers Expect itself");
+    let (code, body) = e.curl(&["-i", &e.url("/")]).await;
+    assert_eq!(code, 200);
+    assert!(body.contains("hello from origin"));
+    assert!(!body.to_ascii_lowercase().contains("alt-svc"), "Alt-Svc (HTTP/3) is stripped");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_upstream_certificates_give_502_naming_the_reason() {
+    for (kind, trust, needle) in [
+        (CertKind::Expired, true, "expired"),
+        (CertKind::WrongName, true, "wrong host name"),
+        (CertKind::Good, false, "unknown issuer"),
+    ] {
+        let e = env_with(kind, trust, MarkerGate::default(), |_| {}).await;
+        let (code, body) = e.curl(&["-H", "Accept: application/json", &e.url("/")]).await;
+        assert_eq!(code, 502, "{kind:?}: {body}");
+        assert!(body.contains(needle), "{kind:?}: {body}");
+        let (code, body) = e.curl(&["--http1.1", &e.url("/")]).await;
+        assert_eq!(code, 502);
+        assert!(body.contains(needle) && body.contains("<html"), "{kind:?}: {body}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ip_literal_connect_gets_an_ip_san() {
+    let e = env().await;
+    // curl verifies the minted leaf against 127.0.0.1 (it needs an iPAddress SAN to succeed).
+    let (code, body) = e.curl(&[&format!("https://127.0.0.1:{}/", e.origin.port())]).await;
+    assert_eq!(code, 200, "{body}");
+    assert!(e.proxy.leaves.stats().mints >= 1);
+}
+
+/// CONNECT + TLS handshake through the proxy with rustls, trusting the proxy's CA.
+async fn connect_tls(proxy: std::net::SocketAddr, host: &str, port: u16, ca_pem: &std::path::Path) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pki_types::CertificateDer::pem_file_iter(ca_pem).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let mut tcp = tokio::net::TcpStream::connect(proxy).await.unwrap();
+    tcp.write_all(format!("CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n").as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut b = [0u8; 1];
+        tcp.read_exact(&mut b).await.unwrap();
+        head.push(b[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&head));
+    let name = rustls_pki_types::ServerName::try_from(host.to_string()).unwrap();
+    tokio_rustls::TlsConnector::from(Arc::new(cfg)).connect(name, tcp).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hundred_concurrent_first_connections_mint_once() {
+    let e = env().await;
+    let before = e.proxy.leaves.stats();
+    let mut tasks = Vec::new();
+    for _ in 0..100 {
+        let (addr, port, ca) = (e.proxy.addr, e.origin.port(), e.proxy.ca_pem.clone());
+        tasks.push(tokio::spawn(async move { connect_tls(addr, "burst.origin.test", port, &ca).await }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let s = e.proxy.leaves.stats();
+    assert_eq!(s.mints - before.mints, 1, "{s:?}");
+    assert_eq!(s.hits - before.hits, 99, "{s:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_upgrade_through_interception() {
+    let e = env().await;
+    let mut tls = connect_tls(e.proxy.addr, "origin.test", e.origin.port(), &e.proxy.ca_pem).await;
+    tls.write_all(
+        b"GET /ws HTTP/1.1\r\nHost: origin.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut b = [0u8; 1];
+        tls.read_exact(&mut b).await.unwrap();
+        head.push(b[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&head));
+    tls.write_all(b"ping through the proxy").await.unwrap();
+    let mut echo = [0u8; 22];
+    tls.read_exact(&mut echo).await.unwrap();
+    assert_eq!(&echo, b"ping through the proxy");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bypass_tunnels_blind_and_is_recorded_with_its_reason() {
+    let e = env_with(CertKind::Good, true, MarkerGate { bypass: vec!["origin.test".into()], ..Default::default() }, |_| {}).await;
+    // Not intercepted: the client sees the origin's own certificate (test CA), not a minted one.
+    let origin_ca = e.dir.join("origin-ca.pem").display().to_string();
+    let mut a = vec!["-sS".to_string(), "--proxy".into(), e.proxy.proxy_url(), "--cacert".into(), origin_ca, "-w".into(), "\n%{http_code}".into()];
+    a.push(e.url("/"));
+    let out = curl(a).await;
+    assert!(String::from_utf8_lossy(&out.stdout).ends_with("200"), "{}", String::from_utf8_lossy(&out.stderr));
+    let recs = e.rec.snapshot();
+    assert!(recs.iter().any(|r| r.action == Action::Bypass && r.detail.reason.contains("bypass list")), "{recs:?}");
+    assert_eq!(e.proxy.leaves.stats().mints, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_block_and_ssrf_refusals() {
+    let e = env_with(CertKind::Good, true, MarkerGate { block_connect: vec!["blocked.test".into()], ..Default::default() }, |_| {}).await;
+    let (code, body) = e.curl(&["-H", "Accept: application/json", "https://blocked.test/"]).await;
+    assert_eq!(code, 0, "curl reports CONNECT failures as 000: {body}");
+    // Plain HTTP shows the proxy's own answers directly.
+    let (code, body) = e.curl(&["-H", "Accept: application/json", "http://169.254.169.254/latest/meta-data/"]).await;
+    assert_eq!(code, 403, "{body}");
+    assert!(body.contains("metadata"), "{body}");
+    let (code, body) = e.curl(&["http://localhost:9/"]).await;
+    assert_eq!(code, 403, "{body}");
+    let (code, _) = e.curl(&["http://[::1]:9/"]).await;
+    assert_eq!(code, 403);
+    let recs = e.rec.snapshot();
+    assert!(recs.iter().any(|r| r.stage == Stage::Connect && r.action == Action::Block && r.host == "blocked.test"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_http_forwarding() {
+    let origin = Origin::plain().await;
+    let mut cfg = ProxyConfig::default();
+    cfg.resolve.push(format!("plain.test:{}:127.0.0.1", origin.port()).parse().unwrap());
+    let proxy = RunningProxy::start(cfg, Arc::new(MarkerGate { marker: b"MARKER-SECRET".to_vec(), ..Default::default() }), Arc::new(MemRecorder::default())).await;
+    let url = format!("http://plain.test:{}/", origin.port());
+    let out = curl(vec!["-sS".into(), "--proxy".into(), proxy.proxy_url(), url.clone()]).await;
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello from origin\n");
+    let got = origin.next_request().await;
+    assert!(got.headers.get("proxy-connection").is_none());
+    let out = curl(vec![
+        "-sS".into(), "--proxy".into(), proxy.proxy_url(), "-w".into(), "%{http_code}".into(), "-o".into(), "/dev/null".into(),
+        "--data-binary".into(), "xx MARKER-SECRET yy".into(), url,
+    ])
+    .await;
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "403");
+}
+
+/// Raw HTTP/1.1 to the proxy: returns what it answered (until close).
+async fn raw(proxy: std::net::SocketAddr, bytes: &[u8]) -> String {
+    let mut tcp = tokio::net::TcpStream::connect(proxy).await.unwrap();
+    tcp.write_all(bytes).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(20), tcp.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_requests_are_refused_not_forwarded() {
+    let origin = Origin::plain().await;
+    let mut cfg = ProxyConfig::default();
+    cfg.resolve.push(format!("plain.test:{}:127.0.0.1", origin.port()).parse().unwrap());
+    let proxy = RunningProxy::start(cfg, Arc::new(MarkerGate::default()), Arc::new(MemRecorder::default())).await;
+    let p = origin.port();
+    // Bad chunk size.
+    let resp = raw(
+        proxy.addr,
+        format!("POST http://plain.test:{p}/ HTTP/1.1\r\nHost: plain.test\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nZZ\r\nxx\r\n0\r\n\r\n").as_bytes(),
+    )
+    .await;
+    assert!(resp.starts_with("HTTP/1.1 400") || resp.is_empty(), "{resp}");
+    if let Some(got) = origin.try_next_request().await {
+        assert!(!got.complete, "a badly chunked body is never forwarded complete");
+    }
+    // Conflicting Content-Length and Transfer-Encoding.
+    let resp = raw(
+        proxy.addr,
+        format!("POST http://plain.test:{p}/ HTTP/1.1\r\nHost: plain.test\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n").as_bytes(),
+    )
+    .await;
+    assert!(resp.starts_with("HTTP/1.1 400"), "{resp}");
+    // Not a proxy request.
+    let resp = raw(proxy.addr, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+    assert!(resp.starts_with("HTTP/1.1 400"), "{resp}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_headers_are_cut_off() {
+    let mut cfg = ProxyConfig::default();
+    cfg.limits.header_read_timeout = Duration::from_millis(300);
+    let proxy = RunningProxy::start(cfg, Arc::new(MarkerGate::default()), Arc::new(MemRecorder::default())).await;
+    let mut tcp = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    tcp.write_all(b"GET http://x.test/ HTTP/1.1\r\nHost: x").await.unwrap();
+    let mut out = Vec::new();
+    // The proxy closes the connection (with or without a 408); the guard is only a test timeout.
+    tokio::time::timeout(Duration::from_secs(20), tcp.read_to_end(&mut out)).await.expect("slowloris connection closed").ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opaque_bytes_in_a_tunnel_go_to_the_gate() {
+    let e = env().await;
+    let mut tcp = tokio::net::TcpStream::connect(e.proxy.addr).await.unwrap();
+    let port = e.origin.port();
+    tcp.write_all(format!("CONNECT origin.test:{port} HTTP/1.1\r\nHost: origin.test\r\n\r\n").as_bytes()).await.unwrap();
+    let mut head = [0u8; 19];
+    tcp.read_exact(&mut head).await.unwrap();
+    assert!(head.starts_with(b"HTTP/1.1 200"));
+    tcp.write_all(b"SSH-2.0-OpenSSH_9.0\r\n").await.unwrap();
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), tcp.read_to_end(&mut rest)).await.unwrap().ok();
+    let recs = e.rec.snapshot();
+    assert!(recs.iter().any(|r| r.stage == Stage::Opaque && r.action == Action::Block), "{recs:?}");
+}
