@@ -107,12 +107,10 @@ impl Resolver {
         if self.is_overridden(host, port) {
             return Ok(());
         }
-        if let Ok(ip) = normalise(host).parse::<IpAddr>() {
-            if let Some(reason) = forbidden_reason(ip) {
-                return Err(ResolveError::Forbidden { host: host.to_string(), reason });
-            }
+        match normalise(host).parse::<IpAddr>().ok().and_then(forbidden_reason) {
+            Some(reason) => Err(ResolveError::Forbidden { host: host.to_string(), reason }),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// Addresses to dial for `host:port`, forbidden ones removed (unless overridden).

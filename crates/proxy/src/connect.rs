@@ -29,6 +29,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::forward::{Meta, RecordCtx, Tunnel, authenticate, block_response, upstream_error_page};
 use crate::hooks::{Action, Blocked, ConnectDecision, OpaqueDecision, Stage};
+use crate::framing::{Conflicts, Tracker, Watched};
 use crate::io::Prefixed;
 use crate::pages::{Page, render, wants_json};
 use crate::upstream::UpstreamError;
@@ -171,8 +172,18 @@ async fn intercept(ctx: ConnCtx, tunnel: Arc<Tunnel>, on_upgrade: OnUpgrade) {
         .adaptive_window(true);
     let activity = ctx.activity.clone();
     let svc_ctx = ctx.clone();
-    let svc = service_fn(move |req| crate::forward::intercepted(svc_ctx.clone(), tunnel.clone(), req));
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), svc);
+    let conflicts = Conflicts::default();
+    let tracker = if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
+        Tracker::disabled()
+    } else {
+        Tracker::new(limits.max_header_bytes.max(8192), conflicts.clone())
+    };
+    let index = std::sync::atomic::AtomicU64::new(0);
+    let svc = service_fn(move |req| {
+        let i = index.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        crate::forward::intercepted(svc_ctx.clone(), tunnel.clone(), req, conflicts.contains(i))
+    });
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(Watched::new(tls, tracker)), svc);
     tokio::select! {
         r = conn => if let Err(e) = r { tracing::debug!(client = %ctx.client, "intercepted connection: {e}") },
         _ = activity.idle(limits.idle_timeout) => {}

@@ -43,7 +43,24 @@ pub(crate) struct Tunnel {
 }
 
 /// Requests arriving on the proxy listener: CONNECT or absolute-form.
-pub(crate) async fn plain(ctx: ConnCtx, req: Request<Incoming>) -> Result<Response<ProxyBody>, Infallible> {
+/// 400 for a request whose head had both Content-Length and Transfer-Encoding (see `framing`).
+fn smuggling_refused(req: &Request<Incoming>, client: std::net::SocketAddr) -> Response<ProxyBody> {
+    tracing::warn!(client = %client, uri = %req.uri(), "refused: both Content-Length and Transfer-Encoding (request smuggling)");
+    let page = Page::error(
+        StatusCode::BAD_REQUEST,
+        "Bad request",
+        "The request had both Content-Length and Transfer-Encoding headers; it was refused and not forwarded.",
+        None,
+    );
+    let mut r = render(&page, wants_json(req.headers()));
+    r.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    r
+}
+
+pub(crate) async fn plain(ctx: ConnCtx, req: Request<Incoming>, conflicting_framing: bool) -> Result<Response<ProxyBody>, Infallible> {
+    if conflicting_framing {
+        return Ok(smuggling_refused(&req, ctx.client));
+    }
     if req.method() == Method::CONNECT {
         return Ok(crate::connect::handle(ctx, req).await);
     }
@@ -68,7 +85,15 @@ pub(crate) async fn plain(ctx: ConnCtx, req: Request<Incoming>) -> Result<Respon
 }
 
 /// Requests inside an intercepted TLS tunnel (HTTP/1.1 or HTTP/2, origin-form or absolute).
-pub(crate) async fn intercepted(ctx: ConnCtx, tunnel: Arc<Tunnel>, mut req: Request<Incoming>) -> Result<Response<ProxyBody>, Infallible> {
+pub(crate) async fn intercepted(
+    ctx: ConnCtx,
+    tunnel: Arc<Tunnel>,
+    mut req: Request<Incoming>,
+    conflicting_framing: bool,
+) -> Result<Response<ProxyBody>, Infallible> {
+    if conflicting_framing {
+        return Ok(smuggling_refused(&req, ctx.client));
+    }
     let pq = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
     let host = if tunnel.host.contains(':') { format!("[{}]", tunnel.host) } else { tunnel.host.clone() };
     let authority = if tunnel.port == 443 { host } else { format!("{host}:{}", tunnel.port) };

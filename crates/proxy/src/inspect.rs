@@ -148,7 +148,9 @@ mod tests {
         }
     }
 
-    fn body(chunks: &[&'static str]) -> StreamBody<futures_util::stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, std::io::Error>>>> {
+    type TestBody = StreamBody<futures_util::stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, std::io::Error>>>>;
+
+    fn body(chunks: &[&'static str]) -> TestBody {
         let v: Vec<_> = chunks.iter().map(|c| Ok(Frame::data(Bytes::from_static(c.as_bytes())))).collect();
         StreamBody::new(futures_util::stream::iter(v))
     }

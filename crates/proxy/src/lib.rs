@@ -27,6 +27,7 @@ pub mod addr;
 pub mod config;
 mod connect;
 pub mod forward;
+pub mod framing;
 pub mod hooks;
 pub mod inspect;
 pub mod io;
@@ -149,9 +150,15 @@ impl Proxy {
 /// One client connection on the listener: HTTP/1.1 with upgrades (CONNECT).
 async fn serve_client(ctx: ConnCtx, tcp: tokio::net::TcpStream) {
     let limits = ctx.shared.cfg.limits.clone();
-    let io = TokioIo::new(io::Tracked::new(tcp, ctx.activity.clone()));
+    let conflicts = framing::Conflicts::default();
+    let tracker = framing::Tracker::new(limits.max_header_bytes.max(8192), conflicts.clone());
+    let io = TokioIo::new(framing::Watched::new(io::Tracked::new(tcp, ctx.activity.clone()), tracker));
     let svc_ctx = ctx.clone();
-    let svc = service_fn(move |req| forward::plain(svc_ctx.clone(), req));
+    let index = std::sync::atomic::AtomicU64::new(0);
+    let svc = service_fn(move |req| {
+        let i = index.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        forward::plain(svc_ctx.clone(), req, conflicts.contains(i))
+    });
     let mut b = hyper::server::conn::http1::Builder::new();
     b.timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)

@@ -3,6 +3,7 @@
 //! The gate here is testkit's `MarkerGate` (a streaming marker search): these tests are about
 //! what the proxy does with a gate's decisions — hold back, abort, record, page — not about DLP
 //! rules (the binary's tests in `tests/proxy_*.rs` run the real detectors).
+#![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
 use std::time::Duration;
