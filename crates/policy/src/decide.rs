@@ -14,6 +14,11 @@
 //! the tunnel (at CONNECT) or scan the body (at request) and ask again at the next stage. So a
 //! decision is always exactly what the rules say once everything is known, never a guess.
 //!
+//! A block at CONNECT is delivered there only when interception cannot help: the app cannot be
+//! inspected (or the tunnel is not TLS), or the rule says `stages = ["connect"]`. Otherwise the
+//! answer is `inspect` (intercept) and the same rule blocks the first request, so the user sees
+//! a block page naming the rule rather than a browser error.
+//!
 //! Exceptions waive block rules (by default the access rules: no `findings`/`unscannable`
 //! condition; or the rules an exception names) for their users and apps until they expire;
 //! evaluation then continues with the following rules, so inspection still applies to
@@ -319,6 +324,15 @@ impl Policy {
                 }
                 sim.get_or_insert((rule.id.clone(), action));
                 continue;
+            }
+            if action == Action::Block
+                && facts.stage == Stage::Connect
+                && facts.flow.activity.is_none()
+                && rule.stages.is_empty()
+            {
+                // The tunnel can be intercepted: block the requests inside it, where the user
+                // gets a block page naming the rule, instead of a bare 403 to the CONNECT.
+                return finish(Action::Inspect, Some(rule.id.clone()), exception, sim);
             }
             return finish(action, Some(rule.id.clone()), exception, sim);
         }

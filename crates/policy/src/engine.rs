@@ -2,10 +2,11 @@
 //! proxy asks for a flow. `portcullis explain` runs exactly this sequence, so what officers see
 //! is what the proxy does.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use portcullis_classify::{Catalog, Flow, FlowHead};
+use portcullis_classify::{Catalog, Flow, FlowHead, LoadError};
 
 use crate::decide::{Action, Decision, Facts, Stage};
 use crate::file::Policy;
@@ -52,6 +53,21 @@ impl Engine {
     /// Both shipped defaults.
     pub fn builtin() -> Engine {
         Engine { catalog: Catalog::builtin(), policy: Policy::builtin() }
+    }
+
+    /// Load the catalog from `apps` (a directory of `*.toml`) and the policy from `policy`,
+    /// each falling back to the embedded default when `None`. For reload: on error nothing
+    /// changes; the caller keeps its current engine.
+    pub fn load(apps: Option<&Path>, policy: Option<&Path>) -> Result<Engine, LoadError> {
+        let catalog = match apps {
+            Some(dir) => Arc::new(Catalog::load_dir(dir)?),
+            None => Catalog::builtin(),
+        };
+        let policy = match policy {
+            Some(file) => Arc::new(Policy::load(file)?),
+            None => Policy::builtin(),
+        };
+        Ok(Engine { catalog, policy })
     }
 
     /// Classify (see [`Catalog::classify`]).

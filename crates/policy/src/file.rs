@@ -524,12 +524,18 @@ impl Cx<'_> {
 /// `2027-03-31` (valid through that day, UTC: stops applying at 2027-04-01T00:00:00Z) or an
 /// RFC 3339 instant with offset (`2027-03-31T18:00:00+08:00`), as a TOML date/datetime or string.
 pub fn parse_expiry(v: &toml::Value) -> Result<(SystemTime, String), String> {
-    use time::format_description::well_known::Rfc3339;
     let text = match v {
         toml::Value::Datetime(d) => d.to_string(),
         toml::Value::String(s) => s.trim().to_owned(),
         other => return Err(format!("expected a date (2027-03-31) or RFC 3339 time, found {}", other.type_str())),
     };
+    parse_expiry_text(&text)
+}
+
+/// [`parse_expiry`] for text (command-line flags).
+pub fn parse_expiry_text(text: &str) -> Result<(SystemTime, String), String> {
+    use time::format_description::well_known::Rfc3339;
+    let text = text.trim().to_owned();
     let instant = if text.len() == 10 {
         let fmt = time::macros::format_description!("[year]-[month]-[day]");
         let date = time::Date::parse(&text, fmt).map_err(|e| format!("{text:?}: {e}"))?;

@@ -23,5 +23,5 @@ mod identity;
 
 pub use decide::{Action, Decision, ExceptionInfo, Facts, Stage};
 pub use engine::{BodyFacts, Engine, Explanation, UrlError};
-pub use file::{BUILTIN_POLICY, Exception, LoadError, Policy, Rule, parse_expiry};
+pub use file::{BUILTIN_POLICY, Exception, LoadError, Policy, Rule, parse_expiry, parse_expiry_text};
 pub use identity::{AuthError, Identity, Users, hash_password};

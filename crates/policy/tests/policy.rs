@@ -98,8 +98,14 @@ fn restricted_categories_blocked_for_everyone() {
     assert_eq!((d.action, rule(&d)), (Action::Block, Some("block-webmail")));
     let d = t.request(Some(&bob), "POST", "www.googleapis.com", "/upload/drive/v3/files?uploadType=multipart");
     assert_eq!((d.action, rule(&d)), (Action::Block, Some("block-cloud-storage")));
+    // Inspectable apps are intercepted so the block comes with a block page...
     let d = t.connect(Some(&bob), "www.dropbox.com");
+    assert_eq!((d.action, rule(&d)), (Action::Inspect, Some("block-cloud-storage")));
+    // ...unless they cannot be inspected: then the CONNECT itself is refused.
+    let d = t.connect(Some(&bob), "mega.nz");
     assert_eq!((d.action, rule(&d)), (Action::Block, Some("block-cloud-storage")));
+    let d = t.connect(Some(&bob), "mail.proton.me");
+    assert_eq!((d.action, rule(&d)), (Action::Block, Some("block-webmail")));
     assert!(d.exception.is_none());
     // Not a restricted app: browsing allowed, uploads inspected.
     let d = t.request(Some(&bob), "GET", "news.qq.com", "/");
@@ -216,7 +222,9 @@ expires = 2030-01-01
     assert_eq!(t.request(Some(&amy), "GET", "outlook.live.com", "/mail/").action, Action::Log);
     let d = t.request(Some(&amy), "POST", "outlook.live.com", "/owa/service.svc");
     assert_eq!((d.action, rule(&d)), (Action::Block, Some("block-webmail")));
-    assert_eq!(t.connect(Some(&who("zed", &[])), "outlook.live.com").action, Action::Block);
+    let zed = who("zed", &[]);
+    assert_eq!(t.connect(Some(&zed), "outlook.live.com").action, Action::Inspect);
+    assert_eq!(t.request(Some(&zed), "GET", "outlook.live.com", "/mail/").action, Action::Block);
 }
 
 #[test]
@@ -263,9 +271,14 @@ action = "block"
     assert_eq!((d.action, rule(&d)), (Action::Log, Some("any-finding-log")));
     let d = t.body(None, "example.org", "/", &[], false);
     assert_eq!((d.action, rule(&d)), (Action::Log, None), "default action");
-    // Stage condition.
+    // Stage condition: an explicit connect-stage block is delivered at CONNECT.
     let d = t.connect(None, "app.box.com");
     assert_eq!((d.action, rule(&d)), (Action::Inspect, Some("cards")), "an earlier undecided rule comes first");
+    let t = T::with("[[rule]]\nid = \"connect-only\"\nstages = \"connect\"\napps = \"box\"\naction = \"block\"\n");
+    let d = t.connect(None, "app.box.com");
+    assert_eq!((d.action, rule(&d)), (Action::Block, Some("connect-only")));
+    let d = t.request(None, "GET", "app.box.com", "/");
+    assert_eq!((d.action, rule(&d)), (Action::Allow, None));
 }
 
 #[test]
