@@ -94,6 +94,10 @@ pub struct Detector {
     pub context: Option<Context>,
     /// The validator, if any.
     pub validator: Option<Validator>,
+    /// Keywords as written in the rule file.
+    pub keywords: Vec<String>,
+    /// The regex as written in the rule file.
+    pub pattern: Option<String>,
     /// File the detector came from.
     pub file: String,
     /// Line of its `[[detector]]` table.
@@ -435,6 +439,8 @@ impl Compiling<'_> {
             examples: Examples { matches: examples.matches, no_matches: examples.no_match },
             context,
             validator,
+            keywords: raw.keywords,
+            pattern: raw.regex.map(Spanned::into_inner),
             file: self.file.to_string(),
             line: table_line,
             whole_word: raw.whole_word.unwrap_or(regex.is_none()),
