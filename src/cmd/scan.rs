@@ -3,8 +3,8 @@
 //!
 //! Each input is read in chunks and pushed through one streaming inspection (`inspect_stream`),
 //! exactly as the proxy pushes request-body chunks: the command never holds a whole file.
-//! Content decoding (archives, documents, compression) plugs in at `inspect_stream`, which is
-//! the only place that knows what turns bytes into findings.
+//! Content decoding (archives, documents, compression) happens in `inspect_stream` through a
+//! `portcullis_extract::Inspection`, the same one the proxy uses for request bodies.
 //!
 //! Exit status: 0 every input clean; 1 some input matched or could not be scanned; 2 an error
 //! (unreadable file, broken rules) — 2 wins over 1.
@@ -19,7 +19,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use portcullis_scan::{Finding, Ruleset, Scanner};
+use portcullis_extract::{BodyHints, Inspection, Limits, Step};
+use portcullis_scan::{Finding, Ruleset};
 use serde::Serialize;
 
 /// Bytes read per chunk.
@@ -50,8 +51,7 @@ pub enum Format {
 pub enum Verdict {
     Clean,
     Match,
-    /// Content that could not be inspected (set by content extraction, issue 4).
-    #[allow(dead_code)]
+    /// Content that could not be inspected (encrypted, corrupt, over a limit); see `reason`.
     Unscannable,
 }
 
@@ -72,9 +72,16 @@ pub fn load_rules(dir: Option<&std::path::Path>) -> anyhow::Result<Arc<Ruleset>>
     }
 }
 
-/// Streams `reader` through a scanner in chunks and decides a verdict.
-pub fn inspect_stream(rules: &Arc<Ruleset>, reader: &mut dyn Read) -> std::io::Result<(Verdict, Vec<Finding>, Option<String>)> {
-    let mut scanner = Scanner::new(Arc::clone(rules));
+/// Streams `reader` through content extraction (portcullis-extract: compression, archives,
+/// documents, forms...) and the scanner in chunks, and decides a verdict. `file_name` is a
+/// hint only; types come from the bytes.
+pub fn inspect_stream(
+    rules: &Arc<Ruleset>,
+    reader: &mut dyn Read,
+    file_name: Option<String>,
+) -> std::io::Result<(Verdict, Vec<Finding>, Option<String>)> {
+    let hints = BodyHints { file_name, ..Default::default() };
+    let mut inspection = Inspection::new(Arc::clone(rules), hints, Limits::default()).exhaustive(true);
     let mut buf = vec![0u8; CHUNK];
     loop {
         let n = match reader.read(&mut buf) {
@@ -83,23 +90,30 @@ pub fn inspect_stream(rules: &Arc<Ruleset>, reader: &mut dyn Read) -> std::io::R
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         };
-        scanner.feed(&buf[..n]);
+        if let Step::Done(_) = inspection.chunk(&buf[..n]) {
+            break;
+        }
     }
-    let findings = scanner.finish();
-    let verdict = if findings.is_empty() { Verdict::Clean } else { Verdict::Match };
-    Ok((verdict, findings, None))
+    let report = inspection.finish();
+    let verdict = match report.verdict {
+        portcullis_extract::Verdict::Clean => Verdict::Clean,
+        portcullis_extract::Verdict::Match => Verdict::Match,
+        portcullis_extract::Verdict::Unscannable => Verdict::Unscannable,
+    };
+    Ok((verdict, report.findings, report.reason))
 }
 
 fn scan_one(rules: &Arc<Ruleset>, path: &std::path::Path) -> anyhow::Result<InputReport> {
     let label = path.display().to_string();
     let (verdict, findings, reason) = if label == "-" {
-        inspect_stream(rules, &mut std::io::stdin().lock()).context("reading standard input")?
+        inspect_stream(rules, &mut std::io::stdin().lock(), None).context("reading standard input")?
     } else {
         if path.is_dir() {
             anyhow::bail!("{label}: is a directory");
         }
         let mut file = std::fs::File::open(path).with_context(|| format!("{label}: cannot open"))?;
-        inspect_stream(rules, &mut file).with_context(|| format!("{label}: read error"))?
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+        inspect_stream(rules, &mut file, name).with_context(|| format!("{label}: read error"))?
     };
     Ok(InputReport { path: label, verdict, findings, reason })
 }
