@@ -92,6 +92,17 @@ pub enum Stage {
     Body,
 }
 
+impl Stage {
+    /// The public name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Connect => "connect",
+            Stage::Request => "request",
+            Stage::Body => "body",
+        }
+    }
+}
+
 impl FromStr for Stage {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
@@ -159,6 +170,35 @@ impl Decision {
     /// simulations.
     pub fn should_record(&self) -> bool {
         matches!(self.action, Action::Block | Action::Log) || self.exception.is_some() || self.simulated
+    }
+
+    /// Flat labels for block pages and audit records: `app`, `category`, `activity`, `action`,
+    /// `rule`, `stage`, and when present `exception`, `approver`, `exception_expires`,
+    /// `simulated_rule`, `would`. Absent values are left out.
+    pub fn labels(&self, flow: &Flow) -> Vec<(&'static str, String)> {
+        let mut out = Vec::with_capacity(10);
+        if let Some(app) = flow.app.as_deref() {
+            out.push(("app", app.id.clone()));
+            out.push(("category", app.category.clone()));
+        }
+        if let Some(a) = flow.activity {
+            out.push(("activity", a.as_str().to_owned()));
+        }
+        out.push(("action", self.action.as_str().to_owned()));
+        if let Some(r) = &self.rule {
+            out.push(("rule", r.to_string()));
+        }
+        out.push(("stage", self.stage.as_str().to_owned()));
+        if let Some(e) = &self.exception {
+            out.push(("exception", e.id.to_string()));
+            out.push(("approver", e.approver.clone()));
+            out.push(("exception_expires", e.expires.clone()));
+        }
+        if let (Some(r), Some(w)) = (&self.simulated_rule, self.would) {
+            out.push(("simulated_rule", r.to_string()));
+            out.push(("would", w.as_str().to_owned()));
+        }
+        out
     }
 }
 

@@ -285,6 +285,21 @@ impl Policy {
         &self.exceptions
     }
 
+    /// The rule with this id.
+    pub fn rule(&self, id: &str) -> Option<&Rule> {
+        self.rules.iter().find(|r| &*r.id == id)
+    }
+
+    /// Plain words for a block page: the deciding rule's `description`, else a generic sentence.
+    pub fn reason(&self, decision: &crate::Decision) -> String {
+        decision
+            .rule
+            .as_deref()
+            .and_then(|id| self.rule(id))
+            .and_then(|r| r.description.clone())
+            .unwrap_or_else(|| "This transfer is not allowed by the organisation's policy.".to_owned())
+    }
+
     /// The action when no rule matches.
     pub fn default_action(&self) -> Action {
         self.default_action

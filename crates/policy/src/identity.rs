@@ -42,6 +42,18 @@ pub struct Identity {
     pub groups: Arc<[String]>,
 }
 
+/// Outcome of [`Users::identify`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Identified {
+    /// A verified user (Basic credentials) or a mapped client address.
+    User(Identity),
+    /// No credentials, no mapping, and the users file has no accounts: anonymous is fine.
+    Anonymous,
+    /// Credentials are needed (answer 407 with `Proxy-Authenticate: Basic`): none were given,
+    /// or they were wrong or malformed.
+    Challenge(Option<AuthError>),
+}
+
 /// Why Basic authentication failed (the proxy answers 407 in every case).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
@@ -195,6 +207,22 @@ impl Users {
         let text = std::str::from_utf8(&raw).map_err(|_| AuthError::Malformed)?;
         let (user, password) = text.split_once(':').ok_or(AuthError::Malformed)?;
         self.verify(user, password).ok_or(AuthError::Rejected)
+    }
+
+    /// The proxy's identification step, in order: `Proxy-Authorization` credentials (wrong ones
+    /// are never silently downgraded to the address map), then the client-address map, then
+    /// anonymous — unless the file has accounts, in which case credentials are required.
+    pub fn identify(&self, proxy_authorization: Option<&str>, client: IpAddr) -> Identified {
+        if let Some(h) = proxy_authorization {
+            return match self.basic(h) {
+                Ok(id) => Identified::User(id),
+                Err(e) => Identified::Challenge(Some(e)),
+            };
+        }
+        if let Some(id) = self.by_address(client) {
+            return Identified::User(id);
+        }
+        if self.has_accounts() { Identified::Challenge(None) } else { Identified::Anonymous }
     }
 
     /// The user mapped to a client address (most specific range).

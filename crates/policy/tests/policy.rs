@@ -480,3 +480,43 @@ fn expiry_formats() {
     assert!(parse_expiry(&toml::Value::String("2027-06-30T12:00:00".into())).is_err(), "no offset");
     assert!(parse_expiry(&toml::Value::Integer(5)).is_err());
 }
+
+#[test]
+fn identify_order() {
+    use base64::Engine as _;
+    use portcullis_policy::{AuthError, Identified};
+    let hash = hash_password("pw").unwrap();
+    let text = format!("[[user]]\nname = \"u\"\npassword = \"{hash}\"\n[[address]]\ncidr = \"192.0.2.0/24\"\nuser = \"kiosk\"\n");
+    let users = Users::parse("users.toml", &text).unwrap();
+    let good = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("u:pw"));
+    let bad = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("u:nope"));
+    let kiosk_ip = "192.0.2.9".parse().unwrap();
+    let other_ip = "198.51.100.1".parse().unwrap();
+    assert!(matches!(users.identify(Some(&good), other_ip), Identified::User(i) if &*i.user == "u"));
+    assert_eq!(users.identify(Some(&bad), kiosk_ip), Identified::Challenge(Some(AuthError::Rejected)), "no downgrade to the address map");
+    assert!(matches!(users.identify(None, kiosk_ip), Identified::User(i) if &*i.user == "kiosk"));
+    assert_eq!(users.identify(None, other_ip), Identified::Challenge(None));
+    assert_eq!(Users::empty().identify(None, other_ip), Identified::Anonymous);
+}
+
+#[test]
+fn labels_and_reason_for_block_pages() {
+    let t = T::builtin();
+    let chan = who("chan.taiman", &[]);
+    let flow = t.engine.classify(&FlowHead { host: "mail.google.com", method: Some("POST"), path: Some("/x"), ..Default::default() });
+    let findings = vec!["hkid".to_string()];
+    let d = t.engine.decide(Some(&chan), &flow, Stage::Body, BodyFacts { findings: &findings, unscannable: false }, today());
+    let labels: std::collections::BTreeMap<_, _> = d.labels(&flow).into_iter().collect();
+    assert_eq!(labels["app"], "gmail");
+    assert_eq!(labels["category"], "webmail");
+    assert_eq!(labels["activity"], "upload");
+    assert_eq!(labels["action"], "block");
+    assert_eq!(labels["rule"], "inspect-uploads");
+    assert_eq!(labels["stage"], "body");
+    assert_eq!(labels["exception"], "EX-2026-0147");
+    assert!(labels["approver"].contains("Head of Finance"));
+    assert!(t.engine.policy.reason(&d).contains("scanned by the DLP detectors"));
+    let bob = who("bob", &[]);
+    let d = t.engine.decide(Some(&bob), &flow, Stage::Request, BodyFacts::default(), today());
+    assert_eq!(t.engine.policy.reason(&d), "Personal webmail is not allowed on managed computers.");
+}
