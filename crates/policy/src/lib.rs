@@ -5,7 +5,7 @@
 //! of why each decision was made. This crate holds:
 //! - [`Policy`]: ordered rules (first match wins) over user/group, app, category, activity,
 //!   stage, DLP findings and unscannable content; actions allow, block, log, inspect; per-rule
-//!   `simulate`; approved [`Exception`]s with approver and expiry (see [`file`] for the format
+//!   `simulate`; approved [`Exception`]s with approver and expiry (see [`mod@file`] for the format
 //!   and [`decide`] for the semantics, including how stages that cannot know everything yet
 //!   answer `inspect`).
 //! - [`Users`]: proxy Basic authentication (argon2 hashes) and client-address mapping.
