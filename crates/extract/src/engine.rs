@@ -161,7 +161,12 @@ impl Ctx {
     }
 
     pub fn count_entry(&mut self) -> Res {
-        self.entries += 1;
+        self.count_entries(1)
+    }
+
+    /// Count `n` members at once (a zip's central directory is known up front).
+    pub fn count_entries(&mut self, n: u64) -> Res {
+        self.entries = self.entries.saturating_add(n);
         if self.entries > u64::from(self.limits.max_entries) {
             return Err(Halt::Unscannable(format!(
                 "more than max_entries ({}) archive entries or parts",

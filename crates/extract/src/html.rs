@@ -25,6 +25,8 @@ enum St {
     Comment(u8),
     CData(u8),
     Skip,
+    /// Inside `<!DOCTYPE`: `subset` inside `[...]`, `m` bytes of `<!ENTITY` matched so far.
+    Doctype { subset: bool, m: u8 },
     Entity,
 }
 
@@ -35,6 +37,8 @@ pub(crate) struct Markup {
     bang: Vec<u8>,
     ent: Vec<u8>,
     buf: Vec<u8>,
+    /// An internal DTD subset declared entities (reported once, at the end).
+    cx_note_entities: bool,
 }
 
 pub(crate) fn looks_like_markup(h: &[u8]) -> bool {
@@ -67,7 +71,7 @@ fn entity(name: &[u8]) -> Option<char> {
 
 impl Markup {
     pub fn new(cx: &mut Ctx, depth: u32) -> Markup {
-        Markup { out: TextOut::new(cx, depth, true), st: St::Text, name: Vec::new(), bang: Vec::new(), ent: Vec::new(), buf: Vec::new() }
+        Markup { out: TextOut::new(cx, depth, true), st: St::Text, name: Vec::new(), bang: Vec::new(), ent: Vec::new(), buf: Vec::new(), cx_note_entities: false }
     }
 
     fn boundary(&mut self, cx: &mut Ctx) -> Res {
@@ -168,9 +172,14 @@ impl Markup {
                     self.st = St::Comment(0);
                 } else if self.bang == b"![CDATA[" {
                     self.st = St::CData(0);
+                } else if self.bang.eq_ignore_ascii_case(b"!DOCTYPE") {
+                    self.st = St::Doctype { subset: false, m: 0 };
                 } else if c == b'>' {
                     self.st = St::Text;
-                } else if !(b"!--".starts_with(&self.bang) || b"![CDATA[".starts_with(&self.bang)) {
+                } else if !(b"!--".starts_with(&self.bang)
+                    || b"![CDATA[".starts_with(&self.bang)
+                    || b"!DOCTYPE".get(..self.bang.len()).is_some_and(|p| p.eq_ignore_ascii_case(&self.bang)))
+                {
                     self.st = St::Skip;
                 }
             }
@@ -194,6 +203,24 @@ impl Markup {
                 if c == b'>' {
                     self.st = St::Text;
                 }
+            }
+            St::Doctype { subset, m } => {
+                const ENTITY: &[u8] = b"<!ENTITY";
+                self.st = match c {
+                    b'>' if !subset => St::Text,
+                    b'[' if !subset => St::Doctype { subset: true, m: 0 },
+                    b']' if subset => St::Doctype { subset: false, m: 0 },
+                    c if subset && c == ENTITY[usize::from(m)] => {
+                        if usize::from(m) + 1 == ENTITY.len() {
+                            self.cx_note_entities = true;
+                            St::Doctype { subset, m: 0 }
+                        } else {
+                            St::Doctype { subset, m: m + 1 }
+                        }
+                    }
+                    c if subset && c == b'<' => St::Doctype { subset, m: 1 },
+                    _ => St::Doctype { subset, m: 0 },
+                };
             }
         }
         Ok(())
@@ -227,6 +254,10 @@ impl Node for Markup {
             self.buf.extend_from_slice(&ent);
         }
         self.out.write(cx, &self.buf)?;
+        if self.cx_note_entities {
+            // Entities are never expanded; text built from them was not inspected.
+            cx.soft_unscannable("XML/HTML declares DTD entities (entity-expansion bomb shape; not expanded)".into());
+        }
         self.out.finish(cx)
     }
 }

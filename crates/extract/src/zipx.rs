@@ -153,12 +153,8 @@ fn process(cx: &mut Ctx, buf: &[u8], depth: u32, file_idx: Option<usize>, zip_na
         }
     };
     let n = ar.len();
-    if n > cx.limits.max_entries as usize {
-        return Err(crate::engine::Halt::Unscannable(format!(
-            "{label}: {n} zip entries exceed max_entries ({})",
-            cx.limits.max_entries
-        )));
-    }
+    // Counted before any member is read: a fan-out bomb stops at its first directory.
+    cx.count_entries(n as u64)?;
     let kind = detect(&mut ar);
     if let Some(f) = cx.file_mut(file_idx) {
         f.kind = kind.name().to_string();
@@ -179,13 +175,17 @@ fn process(cx: &mut Ctx, buf: &[u8], depth: u32, file_idx: Option<usize>, zip_na
         if is_dir {
             continue;
         }
-        cx.count_entry()?;
         if encrypted {
             cx.soft_unscannable(format!("{label}: encrypted zip entry {name}"));
             continue;
         }
         let act = action(kind, &name);
         if act == Action::Skip {
+            continue;
+        }
+        let child_depth = cx.child_depth(depth);
+        if act == Action::Nested && child_depth.is_none() {
+            cx.soft_unscannable(format!("{label}: {name} nested deeper than max_depth ({})", cx.limits.max_depth));
             continue;
         }
         let entry = match ar.by_index(i) {
@@ -200,15 +200,9 @@ fn process(cx: &mut Ctx, buf: &[u8], depth: u32, file_idx: Option<usize>, zip_na
                 xml::extract(cx, entry, mode, out, &format!("{label}: {name}"))?;
             }
             _ => {
-                let child: Box<dyn Node> = match cx.child_depth(depth) {
+                let child: Box<dyn Node> = match child_depth {
                     Some(d) => Box::new(FileNode::new(Some(name.clone()), None, d, Origin::Normal)),
-                    None => {
-                        cx.soft_unscannable(format!(
-                            "{label}: {name} nested deeper than max_depth ({})",
-                            cx.limits.max_depth
-                        ));
-                        Box::new(Discard)
-                    }
+                    None => Box::new(Discard),
                 };
                 stream_entry(cx, entry, child, &format!("{label}: {name}"))?;
             }
