@@ -10,6 +10,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod cmd;
+mod config;
+mod gate;
 
 #[derive(Parser)]
 #[command(name = "portcullis", version, about = "TLS-intercepting forward proxy with DLP inspection")]
