@@ -12,43 +12,57 @@
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::sync::Arc;
-//! use portcullis_audit::{api, Action, AuditWriter, DetectorHit, Event, SqliteStore, WriterConfig, DEFAULT_DB_PATH};
-//! use portcullis_telemetry::Metrics;
+//! use portcullis_audit::{api, Action, AdminSettings, AuditSettings, DetectorHit, Event};
+//! use portcullis_telemetry::{CertCacheCounts, LogFormat, Metrics};
 //!
+//! portcullis_telemetry::init_tracing(LogFormat::Json, "info")?;     // --log-format json|text
 //! let metrics = Arc::new(Metrics::new());
-//! let writer = AuditWriter::open(DEFAULT_DB_PATH, WriterConfig { metrics: Some(metrics.clone()), ..Default::default() })?;
+//! let audit = AuditSettings::default();                              // or the [audit] section of portcullis.toml
+//! let writer = audit.open_writer(Some(metrics.clone()))?;           // creates data/audit.db, runs retention
 //!
-//! // In the Recorder: a block is durable before the block page goes out.
+//! // Recorder::record(TransferRecord) maps the record to an Event (keep the proxy's id and time:
+//! // the block page shows that id) and then:
 //! let mut event = Event::new(Action::Block, "mail.google.com").with_url("https://mail.google.com/upload?id=1");
 //! event.user = Some("alice".into());
 //! event.detectors.push(DetectorHit { detector: "payment-card".into(), count: 1,
 //!     evidence: vec!["4111********1111".into()], value_hmacs: vec![] });
-//! let incident_id = writer.record_durable(event).await?;   // show incident_id on the block page
-//! // Other decisions (log, bypass, simulate, allow): never wait.
-//! writer.try_record(Event::new(Action::Bypass, "bank.example"));
+//! let incident_id = writer.record_durable(event).await?;   // blocks: resolves after the commit
+//! writer.try_record(Event::new(Action::Bypass, "bank.example")); // everything else: never waits
 //!
-//! // In `run`: the admin API on its own loopback listener.
+//! // Admin API on its own loopback listener.
+//! let admin = AdminSettings::default();
 //! let reload: api::ReloadFn = Arc::new(|| Ok("reloaded".to_string()));
 //! let router = api::admin_router(
-//!     api::AdminConfig::new("long-random-token", SqliteStore::open_existing(DEFAULT_DB_PATH)?, metrics)
+//!     api::AdminConfig::new(admin.token()?, audit.open_reader()?, metrics.clone())
 //!         .with_writer(writer.clone())
 //!         .with_reload(reload),
 //! )?;
-//! let listener = tokio::net::TcpListener::bind("127.0.0.1:9090").await?;
+//! let listener = tokio::net::TcpListener::bind(&admin.listen).await?;
 //! tokio::spawn(async move { axum::serve(listener, router).await });
-//! # Ok(()) }
+//!
+//! // Metrics the proxy side feeds: metrics.inc_request(), add_bytes_inspected(n),
+//! // observe_scan_latency(d), and metrics.set_cert_cache_source(move || { let s = cache.stats();
+//! // CertCacheCounts { hits: s.hits, misses: s.misses } }). Blocks and dropped events are
+//! // counted by the writer itself.
+//! # let _ = CertCacheCounts::default();
+//!
+//! // On shutdown: commit what is queued.
+//! writer.close().await?;
+//! # let _ = incident_id; Ok(()) }
 //! ```
 #![forbid(unsafe_code)]
 
 use std::path::PathBuf;
 
 pub mod api;
+mod config;
 mod event;
 pub mod export;
 mod sqlite;
 mod store;
 mod writer;
 
+pub use config::{ADMIN_TOKEN_ENV, AdminSettings, AuditSettings, SyncSetting, load_or_create_token, parse_size};
 pub use event::{Action, DetectorHit, Event, FileRecord, is_valid_id, new_id, redact_url};
 pub use sqlite::{SqliteOptions, SqliteStore, Synchronous};
 pub use store::{AuditStore, Count, Filter, Retention, RetentionReport, Stats, parse_duration, parse_time_bound};
