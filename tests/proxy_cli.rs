@@ -1,0 +1,196 @@
+//! `portcullis run` as a real process, real curl through it, real TLS origin, real DLP rules.
+//!
+//! The proxy is started with `--listen 127.0.0.1:0`; its bound address is read from the
+//! `listening on` line it prints to stderr (no fixed ports, no sleeps).
+#![allow(clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+
+use portcullis_testkit::{CertKind, Origin, TestCa, curl, sha256_hex};
+
+struct Proc {
+    child: Child,
+    addr: String,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_portcullis")
+}
+
+/// Start `portcullis run` with a temp CA dir and the given extra args.
+fn start(dir: &Path, extra: &[String]) -> Proc {
+    let cfg = dir.join("portcullis.toml");
+    std::fs::write(&cfg, format!("ca_dir = {:?}\n", dir.join("certs").display().to_string())).unwrap();
+    let mut child = Command::new(bin())
+        .args(["run", "--config", cfg.to_str().unwrap(), "--listen", "127.0.0.1:0"])
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let log = Arc::new(Mutex::new(String::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let sink = log.clone();
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                if let Some(tx) = tx.take() {
+                    let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_string());
+                }
+            }
+            let mut l = sink.lock().unwrap();
+            l.push_str(&line);
+            l.push('\n');
+        }
+    });
+    let addr = rx.recv_timeout(std::time::Duration::from_secs(60)).expect("proxy printed its address");
+    Proc { child, addr, stderr: log }
+}
+
+struct Setup {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+    origin: Origin,
+    proxy: Proc,
+}
+
+async fn setup() -> Setup {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    let ca = TestCa::new();
+    let origin = Origin::tls(&ca, CertKind::Good).await;
+    let pem = ca.write_pem(&dir);
+    let proxy = start(
+        &dir,
+        &[
+            "--resolve".into(),
+            format!("origin.test:{}:127.0.0.1", origin.port()),
+            "--upstream-ca".into(),
+            pem.display().to_string(),
+        ],
+    );
+    Setup { _tmp: tmp, dir, origin, proxy }
+}
+
+impl Setup {
+    async fn curl(&self, args: &[&str]) -> (u16, String) {
+        let mut a: Vec<String> = vec![
+            "-sS".into(),
+            "--proxy".into(),
+            format!("http://{}", self.proxy.addr),
+            "--cacert".into(),
+            self.dir.join("certs/ca.pem").display().to_string(),
+            "-w".into(),
+            "\n%{http_code}".into(),
+        ];
+        a.extend(args.iter().map(|s| s.to_string()));
+        let out = curl(a).await;
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+        let code = code.trim().parse().unwrap_or_else(|_| panic!("curl: {text:?} {}", String::from_utf8_lossy(&out.stderr)));
+        (code, body.to_string())
+    }
+
+    fn url(&self) -> String {
+        format!("https://origin.test:{}/upload", self.origin.port())
+    }
+
+    fn file(&self, name: &str, data: &[u8]) -> String {
+        let p = self.dir.join(name);
+        std::fs::write(&p, data).unwrap();
+        format!("@{}", p.display())
+    }
+}
+
+fn prose(len: usize) -> Vec<u8> {
+    let words = b"the quarterly report is attached please review before friday ";
+    (0..len).map(|i| words[i % words.len()]).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fresh_start_creates_the_ca_and_clean_uploads_pass_byte_identical() {
+    let s = setup().await;
+    let key = s.dir.join("certs/ca.key");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    let data = prose(10 * 1024 * 1024);
+    let f = s.file("clean.txt", &data);
+    for v in ["--http1.1", "--http2"] {
+        let (code, body) = s.curl(&[v, "-H", "Content-Type: text/plain", "--data-binary", &f, &s.url()]).await;
+        assert_eq!(code, 200, "{v}: {body}");
+        let got = s.origin.next_request().await;
+        assert!(got.complete, "{v}");
+        assert_eq!(got.sha256, sha256_hex(&data), "{v}: byte-identical");
+    }
+    let log = s.proxy.stderr.lock().unwrap().clone();
+    assert!(!log.contains("BEGIN") && !log.contains("PRIVATE KEY"), "the CA key is never logged");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn card_number_upload_is_blocked_before_the_origin_has_it() {
+    let s = setup().await;
+    let mut data = prose(10 * 1024 * 1024);
+    let at = 9 * 1024 * 1024;
+    data[at..at + 30].copy_from_slice(b" card 4111 1111 1111 1111 ok  ");
+    let f = s.file("leak.txt", &data);
+    for v in ["--http1.1", "--http2"] {
+        let (code, body) = s
+            .curl(&[v, "-H", "Accept: application/json", "-H", "Content-Type: text/plain", "--data-binary", &f, &s.url()])
+            .await;
+        assert_eq!(code, 403, "{v}: {body}");
+        let j: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(j["evidence"][0]["detector"], "payment-card", "{body}");
+        assert_eq!(j["incident"].as_str().unwrap().len(), 16);
+        assert!(j["reason"].as_str().unwrap().contains("payment card"));
+        assert!(!body.contains("4111 1111 1111 1111"), "evidence is masked: {body}");
+        let got = s.origin.next_request().await;
+        assert!(!got.complete, "{v}: the origin's handler saw an incomplete body");
+        assert!(got.body_len < data.len() as u64);
+    }
+    // The browser form of the page.
+    let (code, body) = s.curl(&["--http1.1", "-H", "Accept: text/html", "--data-binary", &f, &s.url()]).await;
+    assert_eq!(code, 403);
+    assert!(body.contains("payment card") && body.contains("Incident id"));
+    let _ = s.origin.next_request().await;
+
+    let log = s.proxy.stderr.lock().unwrap().clone();
+    assert!(log.contains("blocked") && log.contains("payment-card"), "{log}");
+    assert!(!log.contains("4111 1111 1111 1111"), "the log holds masked evidence only");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ca_init_and_export() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("ca");
+    let out = Command::new(bin()).args(["ca", "init", "--dir", dir.to_str().unwrap()]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(bin()).args(["ca", "export", "--dir", dir.to_str().unwrap()]).output().unwrap();
+    let pem = String::from_utf8(out.stdout).unwrap();
+    assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"), "{pem}");
+    assert!(!pem.contains("PRIVATE"));
+    assert_eq!(pem, std::fs::read_to_string(dir.join("ca.pem")).unwrap());
+}
+
+#[test]
+fn refuses_to_be_an_open_proxy() {
+    let out = Command::new(bin()).args(["run", "--listen", "0.0.0.0:0"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("open proxy"));
+}
