@@ -344,7 +344,7 @@ impl Zstd {
         Zstd { failed: dec.is_none(), dec, buf: vec![0; OUT_BUF], child, remaining: 0 }
     }
 
-    fn run(&mut self, cx: &mut Ctx, mut data: &[u8], last: bool) -> Res {
+    fn run(&mut self, cx: &mut Ctx, mut data: &[u8]) -> Res {
         use zstd::stream::raw::Operation;
         let Some(dec) = self.dec.as_mut() else { return Ok(()) };
         loop {
@@ -360,16 +360,17 @@ impl Zstd {
                 }
             };
             data = &data[st.bytes_read..];
-            self.remaining = st.remaining;
+            if st.bytes_read > 0 || st.bytes_written > 0 {
+                // A call without progress after a frame ends reports the next frame's header
+                // size; only calls that did something tell whether a frame is open.
+                self.remaining = st.remaining;
+            }
             if st.bytes_written > 0 {
                 cx.charge_decoded(st.bytes_written)?;
                 self.child.write(cx, &self.buf[..st.bytes_written])?;
             }
             let out_full = st.bytes_written == self.buf.len();
             if data.is_empty() && !out_full {
-                return Ok(());
-            }
-            if st.bytes_read == 0 && st.bytes_written == 0 && !last {
                 return Ok(());
             }
             if st.bytes_read == 0 && st.bytes_written == 0 {
@@ -381,11 +382,11 @@ impl Zstd {
 
 impl Node for Zstd {
     fn write(&mut self, cx: &mut Ctx, data: &[u8]) -> Res {
-        self.run(cx, data, false)
+        self.run(cx, data)
     }
 
     fn finish(mut self: Box<Self>, cx: &mut Ctx) -> Res {
-        self.run(cx, &[], true)?;
+        self.run(cx, &[])?;
         if !self.failed && self.remaining != 0 {
             corrupt(cx, "zstd", "truncated");
         }

@@ -85,16 +85,8 @@ impl RtfNode {
             return;
         }
         match w.as_slice() {
-            b"par" | b"line" | b"sect" | b"page" | b"row" => {
-                if !self.skipping() {
-                    self.buf.push(b'\n');
-                }
-            }
-            b"tab" | b"cell" => {
-                if !self.skipping() {
-                    self.buf.push(b' ');
-                }
-            }
+            b"par" | b"line" | b"sect" | b"page" | b"row" if !self.skipping() => self.buf.push(b'\n'),
+            b"tab" | b"cell" if !self.skipping() => self.buf.push(b' '),
             b"u" => {
                 if let Some(n) = param {
                     let v = if n < 0 { n + 65536 } else { n };
@@ -146,11 +138,7 @@ impl RtfNode {
                         self.st = St::Word;
                     }
                     b'\'' => self.st = St::Hex(0, 0),
-                    b'*' => {
-                        if self.skip_at.is_none() {
-                            self.skip_at = Some(self.depth);
-                        }
-                    }
+                    b'*' if self.skip_at.is_none() => self.skip_at = Some(self.depth),
                     b'~' => self.emit_char(' '),
                     b'\r' | b'\n' => self.emit_char('\n'),
                     b'{' | b'}' | b'\\' => self.emit_char(char::from(c)),

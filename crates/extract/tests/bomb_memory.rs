@@ -1,6 +1,7 @@
 //! Peak memory while bombs are decoded far past what would fit a naive buffer: the process's
 //! high-water mark (VmHWM) may grow by much less than the bytes decoded. One test in this
 //! binary, so no other test shares the process's peak.
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
 use std::path::Path;
 

@@ -2,6 +2,7 @@
 //! `unscannable` with a reason naming the limit, and the report shows the work done stayed
 //! within one buffer of the limit (memory is bounded because nothing grows past that).
 //! Peak process memory is checked separately in `bomb_memory.rs`.
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
 use std::path::Path;
 use std::time::Duration;

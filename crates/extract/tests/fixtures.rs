@@ -1,5 +1,6 @@
 //! Real files made by real tools (see fixtures/make_fixtures.py): each format's sensitive twin
 //! is found, its clean twin is clean, and what cannot be inspected says so.
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
 use std::path::Path;
 

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 use std::io::Write;
 
 use portcullis_extract::{BodyHints, Inspection, Limits, Verdict};
