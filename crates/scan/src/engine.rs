@@ -59,6 +59,8 @@ pub struct Scanner {
     /// Scratch: per detector, trigger windows (regex detectors) or keyword hits (keyword-only).
     scratch: Vec<Vec<(usize, usize)>>,
     merged: Vec<(usize, usize)>,
+    /// Scratch: digit runs of the current buffer.
+    runs: Vec<(usize, usize)>,
 }
 
 impl std::fmt::Debug for Scanner {
@@ -84,6 +86,7 @@ impl Scanner {
             scanned: 0,
             scratch: vec![Vec::new(); n],
             merged: Vec::new(),
+            runs: Vec::new(),
         }
     }
 
@@ -207,16 +210,32 @@ impl Scanner {
                 }
             }
         }
-        if let Some(min) = rules.min_digit_run {
-            let scratch = &mut self.scratch;
-            digits::for_each_run(buf, min, |s, e| {
-                for (di, d) in rules.detectors.iter().enumerate() {
-                    if let Trigger::Digits(n) = d.trigger
-                        && e - s >= n {
-                            scratch[di].push((s.saturating_sub(d.max_len), (e + d.max_len).min(end)));
-                        }
+        if !rules.digit_detectors.is_empty() {
+            let Scanner { runs, scratch, .. } = self;
+            runs.clear();
+            digits::for_each_run(buf, 1, |s, e| runs.push((s, e)));
+            // Group runs separated by single bytes; test each detector's shape per group.
+            let mut i = 0;
+            while i < runs.len() {
+                let mut j = i + 1;
+                let mut total = runs[i].1 - runs[i].0;
+                while j < runs.len() && runs[j].0 <= runs[j - 1].1 + 1 {
+                    total += runs[j].1 - runs[j].0;
+                    j += 1;
                 }
-            });
+                let group = &runs[i..j];
+                let (gs, ge) = (group[0].0, group[group.len() - 1].1);
+                for &di in &rules.digit_detectors {
+                    let d = &rules.detectors[di];
+                    let Trigger::Digits(shape) = d.trigger else { continue };
+                    if total >= shape.total
+                        && group.iter().any(|&(s, e)| e - s >= shape.run && uppercase_before(buf, s, shape.upper_before))
+                    {
+                        scratch[di].push((gs.saturating_sub(d.max_len), (ge + d.max_len).min(end)));
+                    }
+                }
+                i = j;
+            }
         }
         for (di, d) in rules.detectors.iter().enumerate() {
             if d.trigger == Trigger::Full {
@@ -335,6 +354,11 @@ impl Scanner {
                 st.hmacs.push(h);
             }
     }
+}
+
+/// At least `n` ASCII uppercase letters end right before `s`.
+fn uppercase_before(buf: &[u8], s: usize, n: usize) -> bool {
+    n == 0 || (s >= n && buf[s - n..s].iter().all(u8::is_ascii_uppercase))
 }
 
 fn is_word_byte(b: u8) -> bool {

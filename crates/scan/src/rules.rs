@@ -69,10 +69,21 @@ pub struct Context {
 pub(crate) enum Trigger {
     /// Every match contains one of the detector's literals (AC prefilter).
     Literals,
-    /// Every match contains a run of at least this many ASCII digits (digit-run prefilter).
-    Digits(usize),
+    /// Every match has this digit shape (digit-run prefilter).
+    Digits(DigitShape),
     /// No cheap prefilter: the regex runs over all input.
     Full,
+}
+
+/// What every match of a digit-triggered detector contains: a run of at least `run`
+/// consecutive ASCII digits, immediately preceded by at least `upper_before` ASCII uppercase
+/// letters, inside a group of digit runs separated by single bytes (`4111 1111`, `536-22-8726`)
+/// that holds at least `total` digits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct DigitShape {
+    pub run: usize,
+    pub upper_before: usize,
+    pub total: usize,
 }
 
 /// A compiled detector. Public fields describe it; the compiled parts are private.
@@ -142,8 +153,8 @@ pub struct Ruleset {
     /// Pattern bytes by AC pattern id (for case checks when the automaton is case-insensitive).
     pub(crate) patterns: Vec<Vec<u8>>,
     pub(crate) ac_case_insensitive: bool,
-    /// Smallest digit-run length any digit-triggered detector needs (None: no such detector).
-    pub(crate) min_digit_run: Option<usize>,
+    /// Indices of digit-triggered detectors.
+    pub(crate) digit_detectors: Vec<usize>,
     /// Bytes kept before the oldest undecided position (look-behind + context).
     pub(crate) left_margin: usize,
 }
@@ -178,6 +189,10 @@ struct RawDetector {
     validator: Option<Spanned<String>>,
     #[serde(default)]
     min_digit_run: Option<Spanned<i64>>,
+    #[serde(default)]
+    min_digits: Option<Spanned<i64>>,
+    #[serde(default)]
+    uppercase_before_digits: Option<Spanned<i64>>,
     #[serde(default)]
     min_count: Option<Spanned<i64>>,
     #[serde(default)]
@@ -389,8 +404,23 @@ impl Compiling<'_> {
                     "min_digit_run applies to a regex-only detector (no keywords)",
                 ));
             }
-            trigger = Trigger::Digits(*n.get_ref() as usize);
+            let run = *n.get_ref() as usize;
+            let total = match &raw.min_digits {
+                None => run,
+                Some(t) if (run as i64..=256).contains(t.get_ref()) => *t.get_ref() as usize,
+                Some(t) => {
+                    return Err(self.err(t.span(), &id, "min_digits must be between min_digit_run and 256"));
+                }
+            };
+            let upper_before = match &raw.uppercase_before_digits {
+                None => 0,
+                Some(u) if (0..=4).contains(u.get_ref()) => *u.get_ref() as usize,
+                Some(u) => return Err(self.err(u.span(), &id, "uppercase_before_digits must be between 0 and 4")),
+            };
+            trigger = Trigger::Digits(DigitShape { run, upper_before, total });
             literals.clear();
+        } else if let Some(x) = raw.min_digits.as_ref().or(raw.uppercase_before_digits.as_ref()) {
+            return Err(self.err(x.span(), &id, "min_digits and uppercase_before_digits need min_digit_run"));
         }
 
         let context = match raw.context {
@@ -570,13 +600,8 @@ impl Ruleset {
                     })?,
             )
         };
-        let min_digit_run = detectors
-            .iter()
-            .filter_map(|d| match d.trigger {
-                Trigger::Digits(n) => Some(n),
-                _ => None,
-            })
-            .min();
+        let digit_detectors =
+            detectors.iter().enumerate().filter(|(_, d)| matches!(d.trigger, Trigger::Digits(_))).map(|(i, _)| i).collect();
         let left_margin = 1 + detectors.iter().map(Detector::context_within).max().unwrap_or(0);
         Ok(Ruleset {
             detectors,
@@ -584,7 +609,7 @@ impl Ruleset {
             pattern_owners: owners,
             patterns,
             ac_case_insensitive,
-            min_digit_run,
+            digit_detectors,
             left_margin,
         })
     }

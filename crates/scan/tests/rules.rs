@@ -206,3 +206,21 @@ fn private_keys_not_certificates() {
     let cert = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUQ0iXt5Xw4kV9pP3aXwYQ0H5m2b8wCgYIKoZIzj0EAwIw\n-----END CERTIFICATE-----\n-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE8xOUetsCa8EfOlDEBAfREhJqspDo\n-----END PUBLIC KEY-----\n";
     assert!(scan(&rules, cert).is_empty());
 }
+
+#[test]
+fn readme_example_rule_loads_and_its_examples_pass() {
+    let readme = include_str!("../../../rules/detectors/README.md");
+    let start = readme.find("```toml\n").unwrap() + 8;
+    let len = readme[start..].find("```").unwrap();
+    let r = Arc::new(rules(&readme[start..start + len]).unwrap());
+    let failures: Vec<String> = r.test_examples().iter().map(|f| f.to_string()).collect();
+    assert!(failures.is_empty(), "{failures:?}");
+    assert_eq!(scan(&r, "NIGHTJAR and BLUEBIRD")[0].count, 2);
+}
+
+#[test]
+fn shipped_directory_loads_like_the_embedded_rules() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../rules/detectors");
+    let r = Ruleset::load_dir(&dir).unwrap();
+    assert_eq!(r.detectors().len(), Ruleset::builtin().detectors().len());
+}
