@@ -50,6 +50,9 @@ fn semantic_errors_name_the_line_and_problem() {
         ("regex = '''a*'''\n", "custom.toml:5: detector `x`: regex can match empty text"),
         ("regex = '''\\d{4}'''\nvalidator = \"crc64\"\n", "custom.toml:6: detector `x`: unknown validator `crc64`"),
         ("keywords = [\"a\"]\nmin_count = 0\n", "custom.toml:6: detector `x`: min_count must be at least 1"),
+        ("regex = '''\\d{4}'''\nmin_digits = 4\n", "custom.toml:6: detector `x`: min_digits and uppercase_before_digits need min_digit_run"),
+        ("regex = '''\\d{4}'''\nmin_digit_run = 4\nmin_digits = 3\n", "custom.toml:7: detector `x`: min_digits must be between"),
+        ("keywords = [\"a\"]\nregex = '''a\\d'''\nmin_digit_run = 1\n", "custom.toml:7: detector `x`: min_digit_run applies to a regex-only detector"),
     ];
     for (extra, want) in cases {
         let e = err_text(&format!("{base}{extra}"));
@@ -223,4 +226,11 @@ fn shipped_directory_loads_like_the_embedded_rules() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../rules/detectors");
     let r = Ruleset::load_dir(&dir).unwrap();
     assert_eq!(r.detectors().len(), Ruleset::builtin().detectors().len());
+}
+
+#[test]
+fn builtin_detectors_all_have_a_prefilter() {
+    for d in Ruleset::builtin().detectors() {
+        assert_ne!(d.prefilter(), "full-scan", "{}", d.id);
+    }
 }
