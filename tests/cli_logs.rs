@@ -100,6 +100,9 @@ fn query_json_filters() {
     assert_eq!(ids(&["--until", "2d"]), want(&[0]));
     assert_eq!(ids(&["--action", "block", "--limit", "2"]), want(&[4, 1]));
     assert_eq!(ids(&["--action", "block", "--user", "bob", "--detector", "us-ssn"]), want(&[4]));
+    let hmac = "9f".repeat(32);
+    assert_eq!(ids(&["--value-hmac", &hmac]), want(&[4, 1, 0]));
+    assert_eq!(ids(&["--value-hmac", &"00".repeat(32)]), Vec::<String>::new());
 }
 
 #[test]

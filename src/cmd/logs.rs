@@ -48,6 +48,10 @@ pub struct FilterArgs {
     /// Only events in which this detector matched (e.g. payment-card).
     #[arg(long, value_name = "DETECTOR")]
     detector: Option<String>,
+    /// Only events that carried the value with this HMAC (hex, from `logs show`): finds every
+    /// transfer of the same leaked value without revealing it.
+    #[arg(long, value_name = "HEX")]
+    value_hmac: Option<String>,
     /// Only this host or its subdomains.
     #[arg(long, value_name = "HOST")]
     host: Option<String>,
@@ -67,6 +71,7 @@ impl FilterArgs {
             app: self.app.clone(),
             category: self.category.clone(),
             detector: self.detector.clone(),
+            value_hmac: self.value_hmac.clone(),
             host: self.host.clone(),
             ..Filter::default()
         };

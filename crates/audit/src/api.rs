@@ -3,7 +3,7 @@
 //! | route | auth | answer |
 //! |---|---|---|
 //! | `GET /healthz` | none | `ok` |
-//! | `GET /api/events?action=&user=&app=&category=&detector=&host=&since=&until=&limit=&cursor=` | bearer | `{"events": [Event...], "next_cursor": "PC-..." \| null}` newest first; `limit` default 100, max 1000; pass `next_cursor` back as `cursor` for the next page |
+//! | `GET /api/events?action=&user=&app=&category=&detector=&value_hmac=&host=&since=&until=&limit=&cursor=` | bearer | `{"events": [Event...], "next_cursor": "PC-..." \| null}` newest first; `limit` default 100, max 1000; pass `next_cursor` back as `cursor` for the next page |
 //! | `GET /api/events/{id}` | bearer | the event, or 404 |
 //! | `GET /api/stats?since=&until=&...` | bearer | [`Stats`] plus `"writer": {"written", "dropped", "queued"}` |
 //! | `GET /metrics` | bearer | Prometheus/OpenMetrics text of the shared [`Metrics`] |
@@ -132,6 +132,7 @@ struct FilterParams {
     app: Option<String>,
     category: Option<String>,
     detector: Option<String>,
+    value_hmac: Option<String>,
     host: Option<String>,
     since: Option<String>,
     until: Option<String>,
@@ -147,6 +148,7 @@ impl FilterParams {
             app: self.app,
             category: self.category,
             detector: self.detector,
+            value_hmac: self.value_hmac,
             host: self.host,
             limit: Some(self.limit.unwrap_or(default_limit).clamp(1, max_limit)),
             ..Filter::default()

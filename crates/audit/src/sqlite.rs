@@ -5,7 +5,9 @@
 //!
 //! Layout: `events` keeps one row per event with the filterable fields as indexed columns and the
 //! whole event as JSON in `body` (so new event fields need no migration); `event_detectors` holds
-//! one row per (event, detector) for the `--detector` filter and the per-detector stats.
+//! one row per (event, detector) for the `--detector` filter and the per-detector stats;
+//! `event_values` one row per (event, value HMAC) so a responder can find every event that carried
+//! the same leaked value (`--value-hmac`).
 //!
 //! Durability: the database runs in WAL mode. With `synchronous=FULL` (the default here) every
 //! committed transaction is fsynced to the WAL before `append` returns, so it survives process
@@ -53,7 +55,7 @@ impl Default for SqliteOptions {
     }
 }
 
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS events (
@@ -82,6 +84,18 @@ CREATE INDEX IF NOT EXISTS events_category ON events(category, time_ms);
 CREATE INDEX IF NOT EXISTS events_host ON events(host, time_ms);
 CREATE INDEX IF NOT EXISTS event_detectors_detector ON event_detectors(detector, event_seq);
 CREATE INDEX IF NOT EXISTS event_detectors_event ON event_detectors(event_seq);
+CREATE TABLE IF NOT EXISTS event_values (
+    event_seq INTEGER NOT NULL,
+    hmac      TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS event_values_hmac ON event_values(hmac);
+CREATE INDEX IF NOT EXISTS event_values_event ON event_values(event_seq);
+";
+
+/// Version 1 had no `event_values`: fill it from the stored events.
+const MIGRATE_V1: &str = "
+INSERT INTO event_values (event_seq, hmac)
+    SELECT e.seq, h.value FROM events e, json_each(e.body, '$.detectors') d, json_each(d.value, '$.value_hmacs') h;
 ";
 
 /// The SQLite audit store. One connection; open one per thread (the writer owns one, readers such
@@ -147,8 +161,11 @@ impl SqliteStore {
         }
         conn.execute_batch(&format!("PRAGMA synchronous = {sync};")).map_err(db_err(&path))?;
         if version < SCHEMA_VERSION {
-            conn.execute_batch(&format!("BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"))
-                .map_err(db_err(&path))?;
+            let migrate = if version == 1 { MIGRATE_V1 } else { "" };
+            conn.execute_batch(&format!(
+                "BEGIN IMMEDIATE; {SCHEMA} {migrate} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+            ))
+            .map_err(db_err(&path))?;
         }
         Ok(SqliteStore { conn, path })
     }
@@ -181,11 +198,13 @@ impl SqliteStore {
     fn delete_where(&self, condition: &str, args: &[Value]) -> Result<u64, AuditError> {
         let e = db_err(&self.path);
         let tx = self.conn.unchecked_transaction().map_err(&e)?;
-        tx.execute(
-            &format!("DELETE FROM event_detectors WHERE event_seq IN (SELECT seq FROM events WHERE {condition})"),
-            params_from_iter(args.iter()),
-        )
-        .map_err(&e)?;
+        for table in ["event_detectors", "event_values"] {
+            tx.execute(
+                &format!("DELETE FROM {table} WHERE event_seq IN (SELECT seq FROM events WHERE {condition})"),
+                params_from_iter(args.iter()),
+            )
+            .map_err(&e)?;
+        }
         let n = tx.execute(&format!("DELETE FROM events WHERE {condition}"), params_from_iter(args.iter())).map_err(&e)?;
         tx.commit().map_err(&e)?;
         Ok(n as u64)
@@ -235,6 +254,10 @@ fn where_clause(filter: &Filter, skip_action: bool) -> (String, Vec<Value>) {
         sql.push_str(" AND EXISTS (SELECT 1 FROM event_detectors d WHERE d.event_seq = e.seq AND d.detector = ?)");
         args.push(Value::Text(d.clone()));
     }
+    if let Some(h) = &filter.value_hmac {
+        sql.push_str(" AND EXISTS (SELECT 1 FROM event_values v WHERE v.event_seq = e.seq AND v.hmac = ?)");
+        args.push(Value::Text(h.trim().to_ascii_lowercase()));
+    }
     (sql, args)
 }
 
@@ -252,6 +275,8 @@ impl AuditStore for SqliteStore {
             let mut det = tx
                 .prepare_cached("INSERT INTO event_detectors (event_seq, detector, count) VALUES (?1, ?2, ?3)")
                 .map_err(&e)?;
+            let mut val =
+                tx.prepare_cached("INSERT INTO event_values (event_seq, hmac) VALUES (?1, ?2)").map_err(&e)?;
             for ev in events {
                 let body = serde_json::to_string(ev).map_err(|err| AuditError::Corrupt(err.to_string()))?;
                 let host = ev.host.trim_end_matches('.').to_ascii_lowercase();
@@ -271,6 +296,9 @@ impl AuditStore for SqliteStore {
                 let seq = tx.last_insert_rowid();
                 for d in &ev.detectors {
                     det.execute(params![seq, d.detector, i64::try_from(d.count).unwrap_or(i64::MAX)]).map_err(&e)?;
+                    for h in &d.value_hmacs {
+                        val.execute(params![seq, h.to_ascii_lowercase()]).map_err(&e)?;
+                    }
                 }
             }
         }

@@ -28,6 +28,9 @@ pub struct Filter {
     pub category: Option<String>,
     /// Events in which this detector matched.
     pub detector: Option<String>,
+    /// Events that carried the value with this HMAC (hex, as shown in an event's `value_hmacs`):
+    /// correlates one leaked value across events without anyone seeing it.
+    pub value_hmac: Option<String>,
     /// Host, case-insensitive: the host itself or any subdomain of it.
     pub host: Option<String>,
     /// At or after this time.

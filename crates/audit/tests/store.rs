@@ -128,6 +128,44 @@ fn pagination_by_cursor_visits_every_event_once() {
 }
 
 #[test]
+fn same_leaked_value_is_correlated_by_hmac() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = SqliteStore::open(dir.path().join("audit.db")).unwrap();
+    let shared = "5e".repeat(32);
+    let mut a = ev(Action::Block, "alice", Some("gmail"), Some("webmail"), "mail.google.com", &[("payment-card", 1)]);
+    a.detectors[0].value_hmacs = vec!["01".repeat(32), shared.clone()];
+    let mut b = ev(Action::Log, "bob", Some("dropbox"), Some("cloud-storage"), "www.dropbox.com", &[("payment-card", 1)]);
+    b.detectors[0].value_hmacs = vec![shared.to_uppercase()];
+    let c = ev(Action::Block, "carol", None, None, "h.example", &[("hkid", 1)]);
+    store.append(&[a.clone(), b.clone(), c]).unwrap();
+    let hits = store.query(&Filter { value_hmac: Some(shared.clone()), ..Filter::default() }).unwrap();
+    assert_eq!(ids(&hits), vec![&b.id[..], &a.id]);
+    let hits = store.query(&Filter { value_hmac: Some("01".repeat(32)), ..Filter::default() }).unwrap();
+    assert_eq!(ids(&hits), vec![&a.id[..]]);
+    // Retention removes the value rows with their events.
+    store.apply_retention(&Retention { max_age: Some(Duration::from_secs(1)), max_bytes: None }, OffsetDateTime::now_utc() + time::Duration::hours(1)).unwrap();
+    assert!(store.query(&Filter { value_hmac: Some(shared), ..Filter::default() }).unwrap().is_empty());
+}
+
+#[test]
+fn version_1_database_is_migrated() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.db");
+    let mut store = SqliteStore::open(&path).unwrap();
+    let e = ev(Action::Block, "alice", None, None, "h.example", &[("payment-card", 1)]);
+    store.append(std::slice::from_ref(&e)).unwrap();
+    drop(store);
+    {
+        // Make it look like a version-1 file: no event_values table.
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute_batch("DROP TABLE event_values; PRAGMA user_version = 1;").unwrap();
+    }
+    let store = SqliteStore::open(&path).unwrap();
+    let hits = store.query(&Filter { value_hmac: Some(e.detectors[0].value_hmacs[0].clone()), ..Filter::default() }).unwrap();
+    assert_eq!(ids(&hits), vec![&e.id[..]]);
+}
+
+#[test]
 fn foreign_ids_list_in_time_order() {
     // Another recorder's ids (e.g. random hex) carry no order: listing and cursors follow time.
     let dir = tempfile::tempdir().unwrap();
