@@ -219,3 +219,25 @@ fn errors_exit_2() {
     let out = portcullis(&["logs", "query", "--db", db.to_str().unwrap(), "--action", "explode"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn closed_stdout_is_not_an_error() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("audit.db");
+    let mut store = SqliteStore::open(&db).unwrap();
+    let events: Vec<Event> = (0..3000).map(|_| event(Action::Block, "u", None, None, "h.example", &[("hkid", 1)])).collect();
+    store.append(&events).unwrap();
+    // Far more output than a pipe buffer holds: the reader hangs up after one line (like `| head -1`).
+    let mut child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["logs", "query", "--db", db.to_str().unwrap(), "--format", "json", "--limit", "0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    assert!(first.starts_with('{'));
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{:?} {}", out.status, String::from_utf8_lossy(&out.stderr));
+}

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
-use portcullis_audit::{AuditStore, DEFAULT_DB_PATH, Filter, SqliteStore, export, is_valid_id, parse_time_bound};
+use portcullis_audit::{AuditStore, DEFAULT_DB_PATH, Event, Filter, SqliteStore, export, is_valid_id, parse_time_bound};
 use time::OffsetDateTime;
 
 #[derive(clap::Subcommand)]
@@ -185,19 +185,7 @@ fn query(a: QueryArgs) -> Result<ExitCode> {
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     match a.format {
-        ListFormat::Json => {
-            let mut write_err = None;
-            store.scan(&filter, &mut |e| match export::write_json_line(&mut out, &e) {
-                Ok(()) => Ok(true),
-                Err(err) => {
-                    write_err = Some(err);
-                    Ok(false)
-                }
-            })?;
-            if let Some(err) = write_err {
-                return Err(err.into());
-            }
-        }
+        ListFormat::Json => stream(&store, &filter, &mut |e| export::write_json_line(&mut out, e))?,
         ListFormat::Table => {
             let events = store.query(&filter)?;
             if events.is_empty() {
@@ -251,25 +239,28 @@ fn export_events(a: ExportArgs) -> Result<ExitCode> {
     if a.format == ExportFormat::Csv {
         export::write_csv_header(&mut out)?;
     }
-    let mut write_err = None;
-    store.scan(&filter, &mut |e| {
-        let r = match a.format {
-            ExportFormat::EcsJson => export::write_ecs_line(&mut out, &e),
-            ExportFormat::Csv => export::write_csv_row(&mut out, &e),
-        };
-        match r {
-            Ok(()) => Ok(true),
-            Err(err) => {
-                write_err = Some(err);
-                Ok(false)
-            }
-        }
+    stream(&store, &filter, &mut |e| match a.format {
+        ExportFormat::EcsJson => export::write_ecs_line(&mut out, e),
+        ExportFormat::Csv => export::write_csv_row(&mut out, e),
     })?;
-    if let Some(err) = write_err {
-        return Err(err.into());
-    }
     out.flush()?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes every event matching `filter` with `write`, streaming; stops at the first write error.
+fn stream(store: &SqliteStore, filter: &Filter, write: &mut dyn FnMut(&Event) -> io::Result<()>) -> Result<()> {
+    let mut write_err = None;
+    store.scan(filter, &mut |e| match write(&e) {
+        Ok(()) => Ok(true),
+        Err(err) => {
+            write_err = Some(err);
+            Ok(false)
+        }
+    })?;
+    match write_err {
+        Some(err) => Err(err.into()),
+        None => Ok(()),
+    }
 }
 
 fn stats(a: StatsArgs) -> Result<ExitCode> {
