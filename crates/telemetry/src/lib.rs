@@ -257,17 +257,22 @@ impl std::str::FromStr for LogFormat {
     }
 }
 
-/// Builds the stderr subscriber for `format`; the filter is `RUST_LOG` if set, else `default_filter`
-/// (e.g. `"info"` or `"portcullis=debug,info"`). Separate from [`init_tracing`] so tests can use it
-/// scoped (`tracing::subscriber::with_default`).
+/// Environment variables holding a log filter, in order of precedence (then the default).
+pub const LOG_ENV: [&str; 2] = ["PORTCULLIS_LOG", "RUST_LOG"];
+
+/// Builds the stderr subscriber for `format`; the filter is `$PORTCULLIS_LOG`, else `$RUST_LOG`,
+/// else `default_filter` (e.g. `"info"` or `"portcullis=debug,info"`). Colours only when stderr is
+/// a terminal. Separate from [`init_tracing`] so tests can use it scoped
+/// (`tracing::subscriber::with_default`).
 pub fn subscriber(
     format: LogFormat,
     default_filter: &str,
 ) -> Result<Box<dyn tracing::Subscriber + Send + Sync>, TelemetryError> {
-    subscriber_with_writer(format, default_filter, std::io::stderr)
+    use std::io::IsTerminal;
+    build(format, default_filter, std::io::stderr, std::io::stderr().is_terminal())
 }
 
-/// [`subscriber`] writing to any `MakeWriter` (tests capture output this way).
+/// [`subscriber`] writing to any `MakeWriter`, without colours (tests capture output this way).
 pub fn subscriber_with_writer<W>(
     format: LogFormat,
     default_filter: &str,
@@ -276,12 +281,24 @@ pub fn subscriber_with_writer<W>(
 where
     W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
 {
+    build(format, default_filter, writer, false)
+}
+
+fn build<W>(
+    format: LogFormat,
+    default_filter: &str,
+    writer: W,
+    ansi: bool,
+) -> Result<Box<dyn tracing::Subscriber + Send + Sync>, TelemetryError>
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
     use tracing_subscriber::EnvFilter;
-    let filter_text = std::env::var("RUST_LOG").ok().filter(|s| !s.trim().is_empty());
-    let filter_text = filter_text.unwrap_or_else(|| default_filter.to_owned());
+    let from_env = LOG_ENV.iter().find_map(|k| std::env::var(k).ok().filter(|s| !s.trim().is_empty()));
+    let filter_text = from_env.unwrap_or_else(|| default_filter.to_owned());
     let filter = EnvFilter::try_new(&filter_text)
         .map_err(|e| TelemetryError::Filter { filter: filter_text.clone(), message: e.to_string() })?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer).with_ansi(ansi);
     Ok(match format {
         LogFormat::Text => Box::new(builder.finish()),
         LogFormat::Json => Box::new(builder.json().flatten_event(true).with_current_span(false).finish()),
@@ -362,8 +379,8 @@ mod tests {
 
     #[test]
     fn bad_filter_is_reported() {
-        // RUST_LOG, when set, replaces the default filter; then this case cannot be exercised.
-        if std::env::var("RUST_LOG").is_ok() {
+        // A filter in the environment replaces the default; then this case cannot be exercised.
+        if LOG_ENV.iter().any(|k| std::env::var(k).is_ok()) {
             return;
         }
         let err = subscriber(LogFormat::Text, "portcullis=notalevel").err().unwrap();
