@@ -293,7 +293,8 @@ impl Catalog {
             Ok(NormalHost::Ip(ip)) => (ip.to_string(), Some(*ip)),
             Err(_) => (head.host.to_ascii_lowercase(), head.ip),
         };
-        let path = head.path.map(strip_query);
+        let normal_path = head.path.map(normalize_path);
+        let path = normal_path.as_deref();
         let mut best: Option<((u8, usize, usize), usize, String)> = None;
         if let Ok(NormalHost::Name(name)) = &normal {
             let exact = self.exact.get(name.as_str()).into_iter().flatten();
@@ -362,9 +363,67 @@ fn default_activity(method: Option<&str>, inspectable: bool) -> Option<Activity>
     }
 }
 
-fn strip_query(path: &str) -> &str {
-    let end = path.find(['?', '#']).unwrap_or(path.len());
-    &path[..end]
+/// The path part of a request target, normalised so that equivalent spellings match the same
+/// patterns: query and fragment removed, percent-encoded unreserved characters decoded
+/// (RFC 3986 §6.2.2.2: `%75pload` is `upload`), repeated slashes collapsed and `.`/`..`
+/// segments resolved. `%2F` and other reserved escapes stay encoded: decoding them would
+/// change the path's meaning.
+pub fn normalize_path(target: &str) -> std::borrow::Cow<'_, str> {
+    let end = target.find(['?', '#']).unwrap_or(target.len());
+    let path = &target[..end];
+    let clean = !path.contains('%') && !path.contains("//") && !path.contains("/.") && path.starts_with('/');
+    if clean {
+        return std::borrow::Cow::Borrowed(path);
+    }
+    let mut decoded = String::with_capacity(path.len() + 1);
+    let bytes = path.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
+        {
+            let c = h * 16 + l;
+            if c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~') {
+                decoded.push(char::from(c));
+                i += 3;
+                continue;
+            }
+        }
+        // `i` is always on a char boundary: escapes are ASCII, other input advances by chars.
+        let ch_len = path[i..].chars().next().map_or(1, char::len_utf8);
+        decoded.push_str(&path[i..i + ch_len]);
+        i += ch_len;
+    }
+    let mut segments: Vec<&str> = Vec::new();
+    for seg in decoded.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => {
+                segments.pop();
+            }
+            s => segments.push(s),
+        }
+    }
+    let trailing = decoded.ends_with('/') || decoded.ends_with("/.") || decoded.ends_with("/..");
+    let mut out = String::with_capacity(decoded.len() + 1);
+    for s in &segments {
+        out.push('/');
+        out.push_str(s);
+    }
+    if trailing || segments.is_empty() {
+        out.push('/');
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
 }
 
 #[derive(Default)]
@@ -567,6 +626,19 @@ mod tests {
 
     fn cat(text: &str) -> Result<Catalog, CatalogError> {
         Catalog::from_sources(&[("t.toml".into(), text.into())])
+    }
+
+    #[test]
+    fn paths_normalised() {
+        assert_eq!(normalize_path("/upload/drive/v3/files?x=1"), "/upload/drive/v3/files");
+        assert_eq!(normalize_path("/%75pload//drive/./v3/x/../files"), "/upload/drive/v3/files");
+        assert_eq!(normalize_path("/a%2Fb"), "/a%2Fb");
+        assert_eq!(normalize_path("/a%2"), "/a%2");
+        assert_eq!(normalize_path("/a/"), "/a/");
+        assert_eq!(normalize_path("/../.."), "/");
+        assert_eq!(normalize_path("?q"), "/");
+        assert_eq!(normalize_path("/caf\u{e9}%41"), "/caf\u{e9}A");
+        assert_eq!(normalize_path("*"), "/*");
     }
 
     #[test]

@@ -17,7 +17,7 @@ mod flow;
 pub mod host;
 mod problem;
 
-pub use catalog::{BUILTIN_FILES, Catalog, CatalogError, PathGlob, Tenant};
+pub use catalog::{BUILTIN_FILES, Catalog, CatalogError, PathGlob, Tenant, normalize_path};
 pub use flow::{Activity, AppInfo, Flow, FlowHead};
 pub use host::{HostError, HostPattern, NormalHost, normalize_host};
 pub use problem::{LoadError, Problem, Problems, line_of, toml_problem};

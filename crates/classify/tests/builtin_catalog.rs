@@ -198,3 +198,26 @@ fn tenant_vendor_for_flows() {
     assert_eq!(t("www.dropbox.com").as_deref(), Some("dropbox"));
     assert_eq!(t("web.whatsapp.com"), None);
 }
+
+#[test]
+fn path_spellings_do_not_evade_endpoints() {
+    let c = Catalog::builtin();
+    for path in ["/%75pload/drive/v3/files", "/upload//drive/v3/files", "/x/../upload/drive/v3/files?uploadType=media"] {
+        let flow = c.classify(&req("POST", "www.googleapis.com", path));
+        assert_eq!(flow.app_id(), Some("google-drive"), "{path}");
+        assert_eq!(flow.activity, Some(Activity::Upload), "{path}");
+    }
+    let flow = c.classify(&req("POST", "www.googleapis.com", "/upload%2Fdrive/v3/files"));
+    assert_eq!(flow.app_id(), None, "an encoded slash is not a path separator");
+}
+
+#[test]
+fn unicode_lookalike_hosts_do_not_match() {
+    let c = Catalog::builtin();
+    // Greek omicron and Cyrillic a: different IDNA A-labels, not the real services.
+    for host in ["dr\u{3bf}pbox.com", "m\u{430}il.google.com", "web.wh\u{430}tsapp.com"] {
+        let flow = c.classify(&connect(host));
+        assert_eq!(flow.app_id(), None, "{host} -> {}", flow.host);
+        assert!(flow.host.contains("xn--"), "{}", flow.host);
+    }
+}
