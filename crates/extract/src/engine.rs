@@ -223,6 +223,7 @@ impl Ctx {
         if data.is_empty() {
             return Ok(());
         }
+        self.check_time()?;
         let Some(Some(sink)) = self.sinks.get_mut(id.0) else {
             return Ok(());
         };

@@ -41,6 +41,8 @@
 mod compress;
 mod engine;
 mod form;
+#[doc(hidden)]
+pub mod fuzzing;
 mod html;
 mod json;
 mod multipart;

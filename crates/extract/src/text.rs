@@ -158,9 +158,14 @@ impl B64Tap {
     }
 }
 
+/// Text is handed to the scanner in pieces of at least this size (decoders emit many tiny
+/// pieces — a JSON token, a line break — and each scanner call has a fixed cost).
+const SCAN_BATCH: usize = 32 * 1024;
+
 /// Where decoded text goes: one scanner stream, plus the base64 tap when enabled.
 pub(crate) struct TextOut {
     sink: SinkId,
+    pending: Vec<u8>,
     tap: Option<B64Tap>,
 }
 
@@ -169,11 +174,23 @@ impl TextOut {
     pub fn new(cx: &mut Ctx, depth: u32, tap: bool) -> TextOut {
         let sink = cx.open_sink();
         let tap = if tap { cx.child_depth(depth).map(B64Tap::new) } else { None };
-        TextOut { sink, tap }
+        TextOut { sink, pending: Vec::new(), tap }
+    }
+
+    fn to_scanner(&mut self, cx: &mut Ctx, data: &[u8]) -> Res {
+        if self.pending.is_empty() && data.len() >= SCAN_BATCH {
+            return cx.feed(self.sink, data);
+        }
+        self.pending.extend_from_slice(data);
+        if self.pending.len() >= SCAN_BATCH {
+            cx.feed(self.sink, &self.pending)?;
+            self.pending.clear();
+        }
+        Ok(())
     }
 
     pub fn write(&mut self, cx: &mut Ctx, data: &[u8]) -> Res {
-        cx.feed(self.sink, data)?;
+        self.to_scanner(cx, data)?;
         if let Some(tap) = self.tap.as_mut() {
             tap.write(cx, data)?;
         }
@@ -182,7 +199,7 @@ impl TextOut {
 
     /// End of a field/value/paragraph: a line break for the scanner, end of any base64 run.
     pub fn boundary(&mut self, cx: &mut Ctx) -> Res {
-        cx.feed(self.sink, b"\n")?;
+        self.to_scanner(cx, b"\n")?;
         if let Some(tap) = self.tap.as_mut() {
             tap.end_run(cx)?;
         }
@@ -194,8 +211,9 @@ impl TextOut {
             Some(tap) => tap.end_run(cx),
             None => Ok(()),
         };
+        let fed = cx.feed(self.sink, &self.pending);
         let closed = cx.close_sink(self.sink);
-        r.and(closed)
+        r.and(fed).and(closed)
     }
 }
 
