@@ -292,7 +292,7 @@ impl Exception {
             .and(activity_match(&self.activities, f))
     }
 
-    fn covers(&self, rule: &Rule) -> bool {
+    pub(crate) fn covers(&self, rule: &Rule) -> bool {
         if self.rules.is_empty() { rule.waivable_by_default() } else { self.rules.contains(&rule.id) }
     }
 

@@ -174,6 +174,19 @@ impl Rule {
     /// A block rule that exceptions may waive by default: an access rule (who, where, what
     /// activity), not a content rule (findings, unscannable) — an approved exception to use
     /// Gmail is not an approval to mail card numbers.
+    /// No condition at all: matches every flow at every stage.
+    pub(crate) fn is_catch_all(&self) -> bool {
+        self.users.is_empty()
+            && self.groups.is_empty()
+            && self.apps.is_empty()
+            && self.categories.is_empty()
+            && self.activities.is_empty()
+            && self.stages.is_empty()
+            && self.findings.is_none()
+            && !self.any_finding
+            && self.unscannable.is_none()
+    }
+
     pub(crate) fn waivable_by_default(&self) -> bool {
         self.action == Action::Block && self.findings.is_none() && !self.any_finding && self.unscannable.is_none()
     }
@@ -340,10 +353,21 @@ impl Policy {
                 }
             }
         }
+        // A rule after a catch-all that nothing can waive never applies.
+        if let Some(all) = self.rules.iter().find(|r| {
+            !r.simulate && r.is_catch_all() && !self.exceptions.iter().any(|e| e.covers(r))
+        }) {
+            for r in self.rules.iter().filter(|r| r.line > all.line) {
+                out.push(p(r.line, format!("rule {:?} is never reached: rule {:?} (line {}) matches everything", &*r.id, &*all.id, all.line)));
+            }
+        }
         for e in &self.exceptions {
             check_names(&mut out, &format!("exception {:?}", &*e.id), &e.apps, &e.categories);
             if e.expires <= now {
                 out.push(p(e.line, format!("exception {:?} (approved by {}) expired at {}", &*e.id, e.approver, e.expires_text)));
+            }
+            if !self.rules.iter().any(|r| e.covers(r) && overlaps(r, e, catalog)) {
+                out.push(p(e.line, format!("exception {:?} waives nothing: no block rule it covers applies to its apps or categories", &*e.id)));
             }
         }
         let mut vendors: Vec<_> = self.tenant_headers.iter().collect();
@@ -366,6 +390,27 @@ impl Policy {
         out.sort_by_key(|x| x.line);
         out
     }
+}
+
+/// Could rule `r` and exception `e` ever concern the same app?
+fn overlaps(r: &Rule, e: &Exception, catalog: &Catalog) -> bool {
+    if r.apps.is_empty() && r.categories.is_empty() {
+        return true;
+    }
+    let category_of = |app: &str| catalog.app(app).map(|a| a.category.clone());
+    let e_categories: Vec<String> = e
+        .categories
+        .iter()
+        .map(|c| c.name.clone())
+        .chain(e.apps.iter().filter_map(|a| category_of(&a.name)))
+        .collect();
+    let app_ok = |app: &str| {
+        e.apps.iter().any(|a| a.name == app) || category_of(app).is_some_and(|c| e.categories.iter().any(|x| x.name == c))
+    };
+    // A rule's app and category lists are both conditions (AND).
+    let apps_ok = r.apps.is_empty() || r.apps.iter().any(|a| app_ok(&a.name));
+    let cats_ok = r.categories.is_empty() || r.categories.iter().any(|c| e_categories.contains(&c.name));
+    apps_ok && cats_ok
 }
 
 fn join(set: &std::collections::BTreeSet<&str>) -> String {

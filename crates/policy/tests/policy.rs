@@ -520,3 +520,44 @@ fn labels_and_reason_for_block_pages() {
     let d = t.engine.decide(Some(&bob), &flow, Stage::Request, BodyFacts::default(), today());
     assert_eq!(t.engine.policy.reason(&d), "Personal webmail is not allowed on managed computers.");
 }
+
+#[test]
+fn check_reports_unreachable_rules_and_idle_exceptions() {
+    let text = r#"
+[[rule]]
+id = "no-mail"
+categories = "webmail"
+action = "block"
+
+[[rule]]
+id = "everything"
+action = "allow"
+
+[[rule]]
+id = "late"
+apps = "dropbox"
+action = "block"
+
+[[exception]]
+id = "drive-for-x"
+users = "x"
+apps = "google-drive"
+approver = "Head"
+reason = "r"
+expires = 2030-01-01
+
+[[exception]]
+id = "mail-for-y"
+users = "y"
+apps = "gmail"
+approver = "Head"
+reason = "r"
+expires = 2030-01-01
+"#;
+    let p = Policy::parse("p.toml", text).unwrap();
+    let problems = p.check(&Catalog::builtin(), None, today());
+    let lines: Vec<(usize, &str)> = problems.iter().map(|p| (p.line, p.message.as_str())).collect();
+    assert!(lines.iter().any(|(l, m)| *l == 11 && m.contains("\"late\" is never reached")), "{lines:?}");
+    assert!(lines.iter().any(|(l, m)| *l == 16 && m.contains("\"drive-for-x\" waives nothing")), "{lines:?}");
+    assert_eq!(problems.len(), 2, "{lines:?}");
+}
