@@ -8,6 +8,9 @@
 //! * `baseline/one_txn_per_1000/full` — a single 1000-event transaction straight on the store: the
 //!   ceiling without queueing.
 //!
+//! * `query_200k/*` — responder queries (newest page, filtered pages, a value HMAC, stats) on a
+//!   200,000-event log.
+//!
 //! Databases live under the target dir (a real disk; /tmp could be tmpfs, where fsync is free).
 //! Run: `cargo bench -p portcullis-audit --bench writer`.
 #![allow(clippy::unwrap_used)] // bench setup may unwrap
@@ -117,5 +120,43 @@ fn benches(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(audit_writer, benches);
+/// Responder queries on a 200k-event log (what `logs query` / the API run).
+fn queries(c: &mut Criterion) {
+    use portcullis_audit::Filter;
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let mut s = store(&dir, "query.db", Synchronous::Normal);
+    let detectors = ["payment-card", "hkid", "iban", "us-ssn", "private-key"];
+    let hosts = ["mail.google.com", "drive.google.com", "www.dropbox.com", "web.whatsapp.com", "files.example"];
+    for chunk in 0..200u64 {
+        let batch: Vec<Event> = (0..1000u64)
+            .map(|i| {
+                let n = chunk * 1000 + i;
+                let mut e = event(n);
+                e.host = hosts[(n % 5) as usize].into();
+                e.action = if n % 4 == 0 { Action::Log } else { Action::Block };
+                e.detectors[0].detector = detectors[(n % 5) as usize].into();
+                e.user = Some(format!("user{}", n % 500));
+                e
+            })
+            .collect();
+        s.append(&batch).unwrap();
+    }
+    let mut g = c.benchmark_group("query_200k");
+    g.sample_size(20).measurement_time(Duration::from_secs(4)).warm_up_time(Duration::from_secs(1));
+    let cases: Vec<(&str, Filter)> = vec![
+        ("newest_100", Filter { limit: Some(100), ..Filter::default() }),
+        ("action_user_100", Filter { action: Some(Action::Block), user: Some("user7".into()), limit: Some(100), ..Filter::default() }),
+        ("detector_100", Filter { detector: Some("iban".into()), limit: Some(100), ..Filter::default() }),
+        ("host_suffix_100", Filter { host: Some("dropbox.com".into()), limit: Some(100), ..Filter::default() }),
+        ("value_hmac_all", Filter { value_hmac: Some("3f".repeat(32)), limit: Some(100), ..Filter::default() }),
+    ];
+    for (name, f) in cases {
+        assert!(!s.query(&f).unwrap().is_empty(), "{name} finds nothing");
+        g.bench_function(name, |b| b.iter(|| s.query(&f).unwrap()));
+    }
+    g.bench_function("stats_all", |b| b.iter(|| s.stats(&Filter::default()).unwrap()));
+    g.finish();
+}
+
+criterion_group!(audit_writer, benches, queries);
 criterion_main!(audit_writer);

@@ -3,8 +3,9 @@
 //! Listing order is chronological: `(time_ms, seq)` where `seq` is the insertion order, so ties
 //! within a millisecond keep commit order and any id format works (cursor = the last id seen).
 //!
-//! Layout: `events` keeps one row per event with the filterable fields as indexed columns and the
-//! whole event as JSON in `body` (so new event fields need no migration); `event_detectors` holds
+//! Layout: `events` keeps one narrow row per event with the filterable fields as indexed columns
+//! (so stats and filters scan little data); `event_bodies` the whole event as JSON (so new event
+//! fields need no migration), fetched by rowid only for the events returned; `event_detectors` holds
 //! one row per (event, detector) for the `--detector` filter and the per-detector stats;
 //! `event_values` one row per (event, value HMAC) so a responder can find every event that carried
 //! the same leaked value (`--value-hmac`).
@@ -20,6 +21,7 @@
 //! the file system with `auto_vacuum=INCREMENTAL` and the WAL is truncated after a retention run.
 //! Between runs the WAL can add up to about 4 MiB (SQLite's 1000-page autocheckpoint).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -55,7 +57,9 @@ impl Default for SqliteOptions {
     }
 }
 
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
+/// Versions 1 and 2 were development layouts that never shipped.
+const FIRST_SUPPORTED: i64 = 3;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS events (
@@ -68,8 +72,11 @@ CREATE TABLE IF NOT EXISTS events (
     host      TEXT NOT NULL,
     app       TEXT,
     category  TEXT,
-    bytes     INTEGER NOT NULL,
-    body      TEXT NOT NULL
+    bytes     INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS event_bodies (
+    seq  INTEGER PRIMARY KEY,
+    body TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS event_detectors (
     event_seq INTEGER NOT NULL,
@@ -90,12 +97,6 @@ CREATE TABLE IF NOT EXISTS event_values (
 );
 CREATE INDEX IF NOT EXISTS event_values_hmac ON event_values(hmac);
 CREATE INDEX IF NOT EXISTS event_values_event ON event_values(event_seq);
-";
-
-/// Version 1 had no `event_values`: fill it from the stored events.
-const MIGRATE_V1: &str = "
-INSERT INTO event_values (event_seq, hmac)
-    SELECT e.seq, h.value FROM events e, json_each(e.body, '$.detectors') d, json_each(d.value, '$.value_hmacs') h;
 ";
 
 /// The SQLite audit store. One connection; open one per thread (the writer owns one, readers such
@@ -147,6 +148,12 @@ impl SqliteStore {
         if version > SCHEMA_VERSION {
             return Err(AuditError::SchemaTooNew { path, found: version, supported: SCHEMA_VERSION });
         }
+        if version != 0 && version < FIRST_SUPPORTED {
+            return Err(AuditError::Config(format!(
+                "{}: pre-release audit database layout (version {version}); move the file away to start a new log",
+                path.display()
+            )));
+        }
         let sync = match options.synchronous {
             Synchronous::Full => "FULL",
             Synchronous::Normal => "NORMAL",
@@ -160,12 +167,9 @@ impl SqliteStore {
             return Err(AuditError::Config(format!("{}: journal_mode is {mode}, WAL required", path.display())));
         }
         conn.execute_batch(&format!("PRAGMA synchronous = {sync};")).map_err(db_err(&path))?;
-        if version < SCHEMA_VERSION {
-            let migrate = if version == 1 { MIGRATE_V1 } else { "" };
-            conn.execute_batch(&format!(
-                "BEGIN IMMEDIATE; {SCHEMA} {migrate} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
-            ))
-            .map_err(db_err(&path))?;
+        if version == 0 {
+            conn.execute_batch(&format!("BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"))
+                .map_err(db_err(&path))?;
         }
         Ok(SqliteStore { conn, path })
     }
@@ -198,9 +202,9 @@ impl SqliteStore {
     fn delete_where(&self, condition: &str, args: &[Value]) -> Result<u64, AuditError> {
         let e = db_err(&self.path);
         let tx = self.conn.unchecked_transaction().map_err(&e)?;
-        for table in ["event_detectors", "event_values"] {
+        for (table, column) in [("event_detectors", "event_seq"), ("event_values", "event_seq"), ("event_bodies", "seq")] {
             tx.execute(
-                &format!("DELETE FROM {table} WHERE event_seq IN (SELECT seq FROM events WHERE {condition})"),
+                &format!("DELETE FROM {table} WHERE {column} IN (SELECT seq FROM events WHERE {condition})"),
                 params_from_iter(args.iter()),
             )
             .map_err(&e)?;
@@ -261,6 +265,14 @@ fn where_clause(filter: &Filter, skip_action: bool) -> (String, Vec<Value>) {
     (sql, args)
 }
 
+/// The `top` largest counts, ties by key.
+fn top_counts(map: BTreeMap<String, u64>, top: usize) -> Vec<Count> {
+    let mut v: Vec<Count> = map.into_iter().map(|(key, count)| Count { key, count }).collect();
+    v.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.key.cmp(&b.key)));
+    v.truncate(top);
+    v
+}
+
 impl AuditStore for SqliteStore {
     fn append(&mut self, events: &[Event]) -> Result<(), AuditError> {
         let e = db_err(&self.path);
@@ -268,8 +280,8 @@ impl AuditStore for SqliteStore {
         {
             let mut ins = tx
                 .prepare_cached(
-                    "INSERT INTO events (id, time_ms, action, simulated, user, host, app, category, bytes, body)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                    "INSERT INTO events (id, time_ms, action, simulated, user, host, app, category, bytes)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 )
                 .map_err(&e)?;
             let mut det = tx
@@ -277,6 +289,7 @@ impl AuditStore for SqliteStore {
                 .map_err(&e)?;
             let mut val =
                 tx.prepare_cached("INSERT INTO event_values (event_seq, hmac) VALUES (?1, ?2)").map_err(&e)?;
+            let mut bod = tx.prepare_cached("INSERT INTO event_bodies (seq, body) VALUES (?1, ?2)").map_err(&e)?;
             for ev in events {
                 let body = serde_json::to_string(ev).map_err(|err| AuditError::Corrupt(err.to_string()))?;
                 let host = ev.host.trim_end_matches('.').to_ascii_lowercase();
@@ -290,10 +303,10 @@ impl AuditStore for SqliteStore {
                     ev.app,
                     ev.category,
                     i64::try_from(ev.bytes).unwrap_or(i64::MAX),
-                    body
                 ])
                 .map_err(&e)?;
                 let seq = tx.last_insert_rowid();
+                bod.execute(params![seq, body]).map_err(&e)?;
                 for d in &ev.detectors {
                     det.execute(params![seq, d.detector, i64::try_from(d.count).unwrap_or(i64::MAX)]).map_err(&e)?;
                     for h in &d.value_hmacs {
@@ -318,7 +331,9 @@ impl AuditStore for SqliteStore {
             args.push(Value::Text(c.clone()));
         }
         let order = if filter.ascending { "ASC" } else { "DESC" };
-        let mut full = format!("SELECT e.body FROM events e WHERE {sql} ORDER BY e.time_ms {order}, e.seq {order}");
+        let mut full = format!(
+            "SELECT b.body FROM events e JOIN event_bodies b ON b.seq = e.seq WHERE {sql} ORDER BY e.time_ms {order}, e.seq {order}"
+        );
         if let Some(limit) = filter.limit {
             full.push_str(" LIMIT ?");
             args.push(Value::Integer(i64::try_from(limit).unwrap_or(i64::MAX)));
@@ -339,7 +354,7 @@ impl AuditStore for SqliteStore {
         let e = db_err(&self.path);
         let body: Option<String> = self
             .conn
-            .query_row("SELECT body FROM events WHERE id = ?1", [id], |r| r.get(0))
+            .query_row("SELECT b.body FROM events e JOIN event_bodies b ON b.seq = e.seq WHERE e.id = ?1", [id], |r| r.get(0))
             .optional()
             .map_err(&e)?;
         body.map(|b| serde_json::from_str(&b).map_err(|err| AuditError::Corrupt(err.to_string()))).transpose()
@@ -369,23 +384,33 @@ impl AuditStore for SqliteStore {
             }
         }
         let blocks = format!("{base} AND e.action = 'block' AND e.simulated = 0");
-        let breakdown = |select: &str, from: &str| -> Result<Vec<Count>, AuditError> {
-            let sql = format!(
-                "SELECT coalesce({select}, '(none)'), count(*) FROM {from} WHERE {blocks} GROUP BY 1 ORDER BY 2 DESC, 1 ASC LIMIT {top}"
-            );
-            let mut stmt = self.conn.prepare(&sql).map_err(&e)?;
-            let rows = stmt
-                .query_map(params_from_iter(base_args.iter()), |r| {
-                    Ok(Count { key: r.get(0)?, count: u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0) })
-                })
-                .map_err(&e)?;
-            rows.collect::<Result<Vec<_>, _>>().map_err(&e)
-        };
-        stats.blocks_by_category = breakdown("e.category", "events e")?;
-        stats.blocks_by_app = breakdown("e.app", "events e")?;
-        stats.blocks_by_user = breakdown("e.user", "events e")?;
-        stats.blocks_by_detector =
-            breakdown("dd.detector", "event_detectors dd JOIN events e ON e.seq = dd.event_seq")?;
+        let top = usize::try_from(top).unwrap_or(usize::MAX);
+        // One pass over the blocks for category, app and user; detectors need the join.
+        let mut by: [BTreeMap<String, u64>; 3] = Default::default();
+        let sql = format!("SELECT e.category, e.app, e.user, count(*) FROM events e WHERE {blocks} GROUP BY 1, 2, 3");
+        let mut stmt = self.conn.prepare(&sql).map_err(&e)?;
+        let mut rows = stmt.query(params_from_iter(base_args.iter())).map_err(&e)?;
+        while let Some(r) = rows.next().map_err(&e)? {
+            let n = u64::try_from(r.get::<_, i64>(3).map_err(&e)?).unwrap_or(0);
+            for (i, map) in by.iter_mut().enumerate() {
+                let key: Option<String> = r.get(i).map_err(&e)?;
+                *map.entry(key.unwrap_or_else(|| "(none)".into())).or_default() += n;
+            }
+        }
+        let [cat, app, user] = by;
+        stats.blocks_by_category = top_counts(cat, top);
+        stats.blocks_by_app = top_counts(app, top);
+        stats.blocks_by_user = top_counts(user, top);
+        let sql = format!(
+            "SELECT dd.detector, count(*) FROM event_detectors dd JOIN events e ON e.seq = dd.event_seq WHERE {blocks} GROUP BY 1"
+        );
+        let mut stmt = self.conn.prepare(&sql).map_err(&e)?;
+        let mut rows = stmt.query(params_from_iter(base_args.iter())).map_err(&e)?;
+        let mut det = BTreeMap::new();
+        while let Some(r) = rows.next().map_err(&e)? {
+            det.insert(r.get::<_, String>(0).map_err(&e)?, u64::try_from(r.get::<_, i64>(1).map_err(&e)?).unwrap_or(0));
+        }
+        stats.blocks_by_detector = top_counts(det, top);
         Ok(stats)
     }
 

@@ -148,21 +148,15 @@ fn same_leaked_value_is_correlated_by_hmac() {
 }
 
 #[test]
-fn version_1_database_is_migrated() {
+fn pre_release_layouts_are_refused_not_misread() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit.db");
-    let mut store = SqliteStore::open(&path).unwrap();
-    let e = ev(Action::Block, "alice", None, None, "h.example", &[("payment-card", 1)]);
-    store.append(std::slice::from_ref(&e)).unwrap();
-    drop(store);
-    {
-        // Make it look like a version-1 file: no event_values table.
-        let c = rusqlite::Connection::open(&path).unwrap();
-        c.execute_batch("DROP TABLE event_values; PRAGMA user_version = 1;").unwrap();
-    }
-    let store = SqliteStore::open(&path).unwrap();
-    let hits = store.query(&Filter { value_hmac: Some(e.detectors[0].value_hmacs[0].clone()), ..Filter::default() }).unwrap();
-    assert_eq!(ids(&hits), vec![&e.id[..]]);
+    drop(SqliteStore::open(&path).unwrap());
+    rusqlite::Connection::open(&path).unwrap().execute_batch("PRAGMA user_version = 2;").unwrap();
+    let err = SqliteStore::open(&path).unwrap_err();
+    assert!(err.to_string().contains("pre-release"), "{err}");
+    rusqlite::Connection::open(&path).unwrap().execute_batch("PRAGMA user_version = 99;").unwrap();
+    assert!(matches!(SqliteStore::open(&path), Err(portcullis_audit::AuditError::SchemaTooNew { .. })));
 }
 
 #[test]
