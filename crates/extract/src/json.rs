@@ -1,6 +1,6 @@
 //! Streaming JSON tokenizer: every string (keys too) is unescaped — `\uXXXX` including surrogate
 //! pairs — and emitted as its own line; numbers and literals are emitted as bare tokens (a card
-//! number can be a JSON number). Only strings vs. the rest are tokenized, with no nesting stack,
+//! number can be a JSON number), running up to the next structural character. Only strings vs. the rest are tokenized, with no nesting stack,
 //! so memory is constant and malformed JSON degrades to "scan the tokens we see" instead of
 //! failing. Hand-written because serde_json and friends need the whole document (or a `Read`)
 //! and fail on the first syntax error; here input arrives as arbitrary chunks.
@@ -102,10 +102,9 @@ impl JsonNode {
                         self.st = St::Str;
                     }
                 }
-                c if c.is_ascii_whitespace() => {
-                    self.end_token(cx)?;
-                    self.st = St::Outside;
-                }
+                // Whitespace does not end a bare token: valid JSON never puts two bare tokens
+                // side by side, and text that merely starts with `[` or `{` (a log line, an INI
+                // section) keeps `4111 1111 1111 1111` in one piece.
                 c => self.buf.push(c),
             },
             St::Str => self.in_string(cx, c)?,

@@ -187,7 +187,7 @@ impl FileNode {
             self.kind = "zip";
             return Box::new(crate::zipx::ZipNode::new(self.depth, self.idx, self.name.clone()));
         }
-        if memchr::memmem::find(&head[..head.len().min(1024)], b"%PDF-").is_some() {
+        if head.trim_ascii_start().starts_with(b"%PDF-") {
             self.kind = "pdf";
             return Box::new(crate::pdf::PdfNode::new(self.depth));
         }

@@ -26,3 +26,18 @@ fn inspection_is_send() {
     fn is_send<T: Send>() {}
     is_send::<Inspection>();
 }
+
+fn verdict_of(data: &[u8]) -> Verdict {
+    let mut i = Inspection::new(Ruleset::builtin(), BodyHints::default(), Limits::default());
+    i.chunk(data);
+    i.finish().verdict
+}
+
+#[test]
+fn text_that_only_looks_like_json_or_pdf_is_still_scanned() {
+    // Starts with `[`: sniffed as JSON, but the spaced card survives the lenient tokenizer.
+    assert_eq!(verdict_of(b"[2024-01-01 10:00] payment card 4111 1111 1111 1111 accepted\n"), Verdict::Match);
+    // Mentions %PDF- but is not a PDF.
+    assert_eq!(verdict_of(b"About the %PDF-1.7 header: card 4111 1111 1111 1111\n"), Verdict::Match);
+    assert_eq!(verdict_of(b"plain words, nothing to see\n"), Verdict::Clean);
+}
