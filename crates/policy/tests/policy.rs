@@ -561,3 +561,14 @@ expires = 2030-01-01
     assert!(lines.iter().any(|(l, m)| *l == 16 && m.contains("\"drive-for-x\" waives nothing")), "{lines:?}");
     assert_eq!(problems.len(), 2, "{lines:?}");
 }
+
+#[test]
+fn example_users_file_is_valid() {
+    let text = include_str!("../../../rules/users.example.toml");
+    let users = Users::parse("rules/users.example.toml", text).unwrap();
+    let id = users.verify("chan.taiman", "example-only-change-me").unwrap();
+    assert!(id.groups.contains(&"finance".to_string()));
+    assert!(users.verify("wong.siuming", "example-only-change-me").is_none());
+    assert_eq!(&*users.by_address("10.20.40.17".parse().unwrap()).unwrap().user, "chan.taiman");
+    assert_eq!(&*users.by_address("10.20.30.5".parse().unwrap()).unwrap().user, "lobby-kiosk");
+}
