@@ -406,3 +406,31 @@ fn writer_runs_retention_on_open() {
     writer.flush_blocking().unwrap();
     assert!(SqliteStore::open_existing(&path).unwrap().get(&old.id).unwrap().is_none());
 }
+
+#[test]
+fn writer_runs_retention_periodically() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.db");
+    let writer = AuditWriter::open(
+        &path,
+        WriterConfig {
+            retention: Retention { max_age: Some(Duration::from_secs(3600)), max_bytes: None },
+            retention_interval: Duration::from_secs(1),
+            ..WriterConfig::default()
+        },
+    )
+    .unwrap();
+    writer.flush_blocking().unwrap();
+    // Written after the start-up run, by another connection: only a periodic run can remove it.
+    let mut other = SqliteStore::open(&path).unwrap();
+    let mut old = ev(Action::Block, "u", None, None, "h", &[]);
+    old.time = OffsetDateTime::now_utc() - time::Duration::days(2);
+    other.append(std::slice::from_ref(&old)).unwrap();
+    // Poll (not a timing assertion: the generous bound only stops a broken build from hanging).
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while other.get(&old.id).unwrap().is_some() {
+        assert!(std::time::Instant::now() < deadline, "periodic retention never ran");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(writer);
+}
