@@ -5,7 +5,7 @@
 //! | `GET /healthz` | none | `ok` |
 //! | `GET /api/events?action=&user=&app=&category=&detector=&value_hmac=&host=&since=&until=&limit=&cursor=` | bearer | `{"events": [Event...], "next_cursor": "PC-..." \| null}` newest first; `limit` default 100, max 1000; pass `next_cursor` back as `cursor` for the next page |
 //! | `GET /api/events/{id}` | bearer | the event, or 404 |
-//! | `GET /api/stats?since=&until=&...` | bearer | [`Stats`] plus `"writer": {"written", "dropped", "queued"}` |
+//! | `GET /api/stats?since=&until=&...` | bearer | [`Stats`](crate::Stats) plus `"writer": {"written", "dropped", "queued"}` |
 //! | `GET /metrics` | bearer | Prometheus/OpenMetrics text of the shared [`Metrics`] |
 //! | `POST /api/reload` | bearer | calls the reload callback: 200 `{"ok": true, "message"}` or 422 `{"ok": false, "error"}` |
 //!
