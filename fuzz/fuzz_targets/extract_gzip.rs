@@ -1,0 +1,7 @@
+//! portcullis-extract: the gzip decoder on arbitrary bytes (first byte = chunk size). No panic,
+//! no allocation beyond the small fuzzing limits.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+use portcullis_extract::fuzzing::{run, Decoder};
+
+fuzz_target!(|data: &[u8]| run(Decoder::Gzip, data));
