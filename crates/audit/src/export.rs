@@ -330,6 +330,12 @@ pub fn stats_text(st: &Stats) -> String {
     let actions: Vec<String> = st.by_action.iter().map(|(k, v)| format!("{k}={v}")).collect();
     out.push_str(&format!("by action: {}\n", if actions.is_empty() { "-".into() } else { actions.join(" ") }));
     out.push_str(&format!("simulated: {}\nblocks:    {}\n", st.simulated, st.blocks));
+    if st.dropped > 0 {
+        out.push_str(&format!(
+            "dropped:   {} (all time: events the gateway could not record; this log is incomplete)\n",
+            st.dropped
+        ));
+    }
     for (title, rows) in [
         ("blocks by category", &st.blocks_by_category),
         ("blocks by app", &st.blocks_by_app),

@@ -99,6 +99,9 @@ CREATE INDEX IF NOT EXISTS event_values_hmac ON event_values(hmac);
 CREATE INDEX IF NOT EXISTS event_values_event ON event_values(event_seq);
 ";
 
+/// Counters that outlive the process (`dropped`). Idempotent, so it also runs on existing files.
+const META: &str = "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);";
+
 /// The SQLite audit store. One connection; open one per thread (the writer owns one, readers such
 /// as the CLI and the admin API open their own — WAL lets them read while the writer commits).
 pub struct SqliteStore {
@@ -171,6 +174,7 @@ impl SqliteStore {
             conn.execute_batch(&format!("BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"))
                 .map_err(db_err(&path))?;
         }
+        conn.execute_batch(META).map_err(db_err(&path))?;
         Ok(SqliteStore { conn, path })
     }
 
@@ -411,7 +415,24 @@ impl AuditStore for SqliteStore {
             det.insert(r.get::<_, String>(0).map_err(&e)?, u64::try_from(r.get::<_, i64>(1).map_err(&e)?).unwrap_or(0));
         }
         stats.blocks_by_detector = top_counts(det, top);
+        let dropped: Option<i64> = self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = 'dropped'", [], |r| r.get(0))
+            .optional()
+            .map_err(&e)?;
+        stats.dropped = dropped.and_then(|d| u64::try_from(d).ok()).unwrap_or(0);
         Ok(stats)
+    }
+
+    fn record_dropped(&mut self, n: u64) -> Result<(), AuditError> {
+        self.conn
+            .execute(
+                "INSERT INTO meta (key, value) VALUES ('dropped', ?1)
+                 ON CONFLICT(key) DO UPDATE SET value = value + excluded.value",
+                [i64::try_from(n).unwrap_or(i64::MAX)],
+            )
+            .map(|_| ())
+            .map_err(db_err(&self.path))
     }
 
     fn apply_retention(&mut self, policy: &Retention, now: OffsetDateTime) -> Result<RetentionReport, AuditError> {

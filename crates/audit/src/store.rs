@@ -133,6 +133,10 @@ pub struct Stats {
     /// Blocked events per detector (an event with two detectors counts for both).
     pub blocks_by_detector: Vec<Count>,
     pub blocks_by_user: Vec<Count>,
+    /// Events that writers of this store dropped (queue full, failed batch), all time: a non-zero
+    /// value means the log is known to be incomplete.
+    #[serde(default)]
+    pub dropped: u64,
 }
 
 /// Retention policy: delete events older than `max_age`, then the oldest events until the store
@@ -172,6 +176,9 @@ pub trait AuditStore: Send {
 
     /// Counts over the events matching `filter` (`filter.limit` = entries per breakdown, default 20).
     fn stats(&self, filter: &Filter) -> Result<Stats, AuditError>;
+
+    /// Adds `n` to the store's persistent count of dropped events (reported in [`Stats::dropped`]).
+    fn record_dropped(&mut self, n: u64) -> Result<(), AuditError>;
 
     /// Applies `policy` as of `now`.
     fn apply_retention(&mut self, policy: &Retention, now: OffsetDateTime) -> Result<RetentionReport, AuditError>;

@@ -66,6 +66,8 @@ enum Msg {
 #[derive(Default)]
 struct Counters {
     dropped: AtomicU64,
+    /// Drops not yet added to the store's persistent count.
+    unpersisted_drops: AtomicU64,
     written: AtomicU64,
     failed_batches: AtomicU64,
 }
@@ -146,6 +148,7 @@ impl AuditWriter {
 
     fn count_drop(&self, n: u64) {
         self.counters.dropped.fetch_add(n, Ordering::Relaxed);
+        self.counters.unpersisted_drops.fetch_add(n, Ordering::Relaxed);
         if let Some(m) = &self.metrics {
             m.add_audit_dropped(n);
         }
@@ -271,6 +274,7 @@ impl Worker {
                     tracing::error!(error = %err, events = n, "audit batch failed; events lost");
                     self.counters.failed_batches.fetch_add(1, Ordering::Relaxed);
                     self.counters.dropped.fetch_add(n, Ordering::Relaxed);
+                    self.counters.unpersisted_drops.fetch_add(n, Ordering::Relaxed);
                     if let Some(m) = &self.metrics {
                         m.add_audit_dropped(n);
                     }
@@ -278,6 +282,15 @@ impl Worker {
                 }
             };
             events.clear();
+            // Persist drop counts before acknowledging, so a flush also covers them (one small
+            // transaction, only when something was dropped).
+            let drops = self.counters.unpersisted_drops.swap(0, Ordering::Relaxed);
+            if drops > 0
+                && let Err(err) = self.store.record_dropped(drops)
+            {
+                tracing::warn!(error = %err, drops, "could not record the dropped-event count");
+                self.counters.unpersisted_drops.fetch_add(drops, Ordering::Relaxed);
+            }
             for ack in acks.drain(..) {
                 let _ = ack.send(outcome.clone());
             }

@@ -339,6 +339,9 @@ fn try_record_drops_and_counts_when_the_queue_is_full() {
         fn stats(&self, f: &Filter) -> Result<portcullis_audit::Stats, portcullis_audit::AuditError> {
             self.inner.stats(f)
         }
+        fn record_dropped(&mut self, n: u64) -> Result<(), portcullis_audit::AuditError> {
+            self.inner.record_dropped(n)
+        }
         fn apply_retention(&mut self, r: &Retention, now: OffsetDateTime) -> Result<portcullis_audit::RetentionReport, portcullis_audit::AuditError> {
             self.inner.apply_retention(r, now)
         }
@@ -366,7 +369,10 @@ fn try_record_drops_and_counts_when_the_queue_is_full() {
     }
     writer.flush_blocking().unwrap();
     assert_eq!(writer.written(), 5);
-    assert_eq!(SqliteStore::open_existing(&path).unwrap().count().unwrap(), 5);
+    let reader = SqliteStore::open_existing(&path).unwrap();
+    assert_eq!(reader.count().unwrap(), 5);
+    // The drops are recorded in the database too: offline readers learn the log is incomplete.
+    assert_eq!(reader.stats(&Filter::default()).unwrap().dropped, 2);
 }
 
 #[test]
@@ -386,6 +392,8 @@ fn failed_batch_is_reported_to_durable_callers() {
         assert_eq!(writer.failed_batches(), 1);
         // The writer keeps going.
         writer.record_durable(ev(Action::Block, "u", None, None, "h", &[])).await.unwrap();
+        let st = SqliteStore::open_existing(&path).unwrap().stats(&Filter::default()).unwrap();
+        assert_eq!((st.total, st.dropped), (2, 1));
     });
 }
 
