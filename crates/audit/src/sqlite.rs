@@ -174,7 +174,13 @@ impl SqliteStore {
             conn.execute_batch(&format!("BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"))
                 .map_err(db_err(&path))?;
         }
-        conn.execute_batch(META).map_err(db_err(&path))?;
+        // Only when missing: a reader without write permission must still be able to open the log.
+        let has_meta: bool = conn
+            .query_row("SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'meta'", [], |r| r.get(0))
+            .map_err(db_err(&path))?;
+        if !has_meta {
+            conn.execute_batch(META).map_err(db_err(&path))?;
+        }
         Ok(SqliteStore { conn, path })
     }
 
