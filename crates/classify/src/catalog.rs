@@ -287,31 +287,31 @@ impl Catalog {
     /// `Some("CONNECT")` for a tunnel being opened (activity unknown, unless the app cannot be
     /// inspected: then `opaque`), otherwise the HTTP method.
     pub fn classify(&self, head: &FlowHead<'_>) -> Flow {
-        let normal = normalize_host(head.host);
-        let (host, ip) = match &normal {
-            Ok(NormalHost::Name(n)) => (n.clone(), head.ip),
-            Ok(NormalHost::Ip(ip)) => (ip.to_string(), Some(*ip)),
-            Err(_) => (head.host.to_ascii_lowercase(), head.ip),
+        let (host, ip, is_name) = match normalize_host(head.host) {
+            Ok(NormalHost::Name(n)) => (n, head.ip, true),
+            Ok(NormalHost::Ip(ip)) => (ip.to_string(), Some(ip), false),
+            Err(_) => (head.host.to_ascii_lowercase(), head.ip, false),
         };
         let normal_path = head.path.map(normalize_path);
         let path = normal_path.as_deref();
-        let mut best: Option<((u8, usize, usize), usize, String)> = None;
-        if let Ok(NormalHost::Name(name)) = &normal {
-            let exact = self.exact.get(name.as_str()).into_iter().flatten();
-            let suffix = parents(name).filter_map(|p| self.suffix.get(p)).flatten();
+        // The best candidate so far; formatted into `Flow::matched` only once, at the end.
+        let mut best: Option<((u8, usize, usize), usize, Hit<'_>)> = None;
+        if is_name {
+            let exact = self.exact.get(host.as_str()).into_iter().flatten();
+            let suffix = parents(&host).filter_map(|p| self.suffix.get(p)).flatten();
             for ep in exact.chain(suffix) {
-                let (path_spec, shown) = if ep.paths.is_empty() {
-                    (0, ep.pattern.to_string())
+                let (path_spec, hit) = if ep.paths.is_empty() {
+                    (0, Hit::Host(&ep.pattern))
                 } else {
                     let Some(p) = path else { continue };
                     match ep.paths.iter().filter(|g| g.matches(p)).max_by_key(|g| g.specificity()) {
-                        Some(g) => (g.specificity() + 1, format!("{}{}", ep.pattern, g.as_str())),
+                        Some(g) => (g.specificity() + 1, Hit::Path(&ep.pattern, g)),
                         None => continue,
                     }
                 };
                 let score = (2, ep.pattern.specificity(), path_spec);
                 if best.as_ref().is_none_or(|(s, _, _)| score > *s) {
-                    best = Some((score, ep.app, shown));
+                    best = Some((score, ep.app, hit));
                 }
             }
         }
@@ -319,10 +319,15 @@ impl Catalog {
             && let Some(ip) = ip
             && let Some((net, app)) = self.ips.iter().find(|(net, _)| net.contains(&ip))
         {
-            best = Some(((1, usize::from(net.prefix_len()), 0), *app, net.to_string()));
+            best = Some(((1, usize::from(net.prefix_len()), 0), *app, Hit::Ip(net)));
         }
-        let Some((_, idx, matched)) = best else {
+        let Some((_, idx, hit)) = best else {
             return Flow { host, app: None, activity: default_activity(head.method, true), matched: None };
+        };
+        let matched = match hit {
+            Hit::Host(p) => p.to_string(),
+            Hit::Path(p, g) => format!("{p}{}", g.as_str()),
+            Hit::Ip(net) => net.to_string(),
         };
         let app = &self.apps[idx];
         let activity = match head.method {
@@ -339,6 +344,13 @@ impl Catalog {
         };
         Flow { host, app: Some(app.info.clone()), activity, matched: Some(matched) }
     }
+}
+
+/// What matched, kept by reference until the winner is known.
+enum Hit<'a> {
+    Host(&'a HostPattern),
+    Path(&'a HostPattern, &'a PathGlob),
+    Ip(&'a IpNet),
 }
 
 impl ActivityRule {
