@@ -29,8 +29,13 @@ use sha2::Sha256;
 use crate::rules::{Detector, Ruleset, Trigger};
 use crate::{Confidence, Finding, digits, mask};
 
-/// Largest piece of input processed per round (keeps the working buffer cache-sized).
+/// Largest piece of input processed per round (keeps the working set cache-sized).
 pub const PIECE: usize = 256 * 1024;
+/// Upper bound of the bytes of a large chunk copied behind the carry to scan across the
+/// boundary. The ruleset's own figure ([`Ruleset`]'s `stitch`) is twice its largest possible
+/// carry (longest match + context + look-behind), so the next round's start always lies inside
+/// the chunk and the rest of the chunk is scanned in place.
+pub const STITCH: usize = 16 * 1024;
 /// Most masked samples per finding.
 pub const MAX_SAMPLES: usize = 5;
 /// Most offsets / value HMACs per finding.
@@ -49,9 +54,12 @@ struct DetState {
 /// those for the whole input fed at once. Memory: the carry (a few KiB) plus one piece.
 pub struct Scanner {
     rules: Arc<Ruleset>,
-    buf: Vec<u8>,
-    /// Absolute offset of `buf[0]`.
+    /// Bytes kept from earlier input (small), plus small chunks appended to it.
+    carry: Vec<u8>,
+    /// Absolute offset of `carry[0]`.
     base: u64,
+    /// Absolute offset of the buffer of the round in progress.
+    round_base: u64,
     next_from: Vec<u64>,
     states: Vec<DetState>,
     hmac_key: Option<[u8; 32]>,
@@ -67,7 +75,7 @@ impl std::fmt::Debug for Scanner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Scanner")
             .field("bytes_scanned", &self.scanned)
-            .field("buffered", &self.buf.len())
+            .field("buffered", &self.carry.len())
             .finish_non_exhaustive()
     }
 }
@@ -78,8 +86,9 @@ impl Scanner {
         let n = rules.detectors.len();
         Scanner {
             rules,
-            buf: Vec::new(),
+            carry: Vec::new(),
             base: 0,
+            round_base: 0,
             next_from: vec![0; n],
             states: vec![DetState::default(); n],
             hmac_key: None,
@@ -98,12 +107,61 @@ impl Scanner {
     }
 
     /// Scans the next chunk of the stream.
+    ///
+    /// Small chunks are appended to the carry and scanned there. A large chunk is scanned in
+    /// place, in pieces of at most [`PIECE`] bytes: only its first [`STITCH`] bytes are copied
+    /// behind the carry (so values straddling the boundary are seen whole), and only the new
+    /// carry is copied out at the end.
     pub fn feed(&mut self, chunk: &[u8]) {
-        for piece in chunk.chunks(PIECE) {
-            self.buf.extend_from_slice(piece);
-            self.scanned += piece.len() as u64;
-            self.round(false);
+        if chunk.is_empty() {
+            return;
         }
+        self.scanned += chunk.len() as u64;
+        let chunk_base = self.base + self.carry.len() as u64;
+        let mut done = 0;
+        let stitch = self.rules.stitch;
+        if !self.carry.is_empty() || chunk.len() < stitch {
+            let take = chunk.len().min(stitch);
+            let mut carry = std::mem::take(&mut self.carry);
+            carry.extend_from_slice(&chunk[..take]);
+            let keep = self.round(&carry, self.base, false);
+            done = take;
+            if done == chunk.len() || keep < chunk_base {
+                // Everything fits in the carry (or, defensively, the kept bytes start before
+                // this chunk): continue there.
+                carry.drain(..(keep - self.base) as usize);
+                self.base = keep;
+                self.carry = carry;
+                if done < chunk.len() {
+                    let rest = &chunk[done..];
+                    self.scanned -= rest.len() as u64;
+                    for piece in rest.chunks(PIECE) {
+                        self.scanned += piece.len() as u64;
+                        self.carry.extend_from_slice(piece);
+                        let carry = std::mem::take(&mut self.carry);
+                        let keep = self.round(&carry, self.base, false);
+                        let mut carry = carry;
+                        carry.drain(..(keep - self.base) as usize);
+                        self.base = keep;
+                        self.carry = carry;
+                    }
+                }
+                return;
+            }
+            carry.clear();
+            self.carry = carry;
+            self.base = keep;
+        }
+        // In place: the working buffer is chunk[start..end].
+        let mut start = (self.base - chunk_base) as usize;
+        while done < chunk.len() {
+            let end = (done + PIECE).min(chunk.len());
+            let keep = self.round(&chunk[start..end], chunk_base + start as u64, false);
+            start = (keep - chunk_base) as usize;
+            done = end;
+        }
+        self.base = chunk_base + start as u64;
+        self.carry.extend_from_slice(&chunk[start..]);
     }
 
     /// True once some detector has reached its minimum count. Values within the last few hundred
@@ -120,19 +178,28 @@ impl Scanner {
     /// Bytes currently held between calls (the carry): bounded by the longest match plus
     /// context, whatever the input size.
     pub fn buffered_bytes(&self) -> usize {
-        self.buf.len()
+        self.carry.len()
     }
 
     /// Marks the start of an unrelated text segment (next file in an archive): everything so far
     /// is decided, and no match or context spans the boundary. Offsets keep counting.
     pub fn reset_boundary(&mut self) {
-        self.round(true);
+        self.flush();
+    }
+
+    /// Decides everything fed so far; the carry becomes empty.
+    fn flush(&mut self) {
+        let carry = std::mem::take(&mut self.carry);
+        self.base = self.round(&carry, self.base, true);
+        let mut carry = carry;
+        carry.clear();
+        self.carry = carry;
     }
 
     /// Decides the rest of the stream and returns the findings of detectors that reached their
     /// minimum count, sorted by detector id.
     pub fn finish(mut self) -> Vec<Finding> {
-        self.round(true);
+        self.flush();
         let mut out: Vec<Finding> = self
             .states
             .into_iter()
@@ -154,60 +221,64 @@ impl Scanner {
 
     /// Validated values per detector (ignoring min_count), after deciding the rest.
     pub(crate) fn finish_counts(mut self) -> Vec<u64> {
-        self.round(true);
+        self.flush();
         self.states.iter().map(|s| s.count).collect()
     }
 
-    fn round(&mut self, last: bool) {
+    /// Decides every match that `buf` (absolute offset `base`) determines; returns the absolute
+    /// offset from which bytes must be kept for the next round (the end of `buf` when `last`).
+    fn round(&mut self, buf: &[u8], base: u64, last: bool) -> u64 {
         let rules = Arc::clone(&self.rules);
-        let buf = std::mem::take(&mut self.buf);
         let end = buf.len();
+        self.round_base = base;
         for s in &mut self.scratch {
             s.clear();
         }
-        self.collect_triggers(&rules, &buf);
+        self.collect_triggers(&rules, buf);
         for (di, d) in rules.detectors.iter().enumerate() {
-            let from = (self.next_from[di].saturating_sub(self.base) as usize).min(end);
+            let from = (self.next_from[di].saturating_sub(base) as usize).min(end);
             let horizon = if last { usize::MAX } else { end.saturating_sub(d.max_len + 1 + d.context_within()) };
             let pos = if d.regex.is_some() {
-                self.run_regex(di, d, &buf, from, horizon)
+                self.run_regex(di, d, buf, from, horizon)
             } else {
-                self.run_keywords(di, d, &buf, from, horizon)
+                self.run_keywords(di, d, buf, from, horizon)
             };
             let next = if last { end } else { pos.max(horizon).min(end) };
-            self.next_from[di] = self.base + next as u64;
+            self.next_from[di] = base + next as u64;
         }
-        let mut buf = buf;
+        let end_abs = base + end as u64;
         if last {
-            self.base += end as u64;
-            buf.clear();
-        } else {
-            let keep = self.next_from.iter().min().copied().unwrap_or(self.base + end as u64);
-            let cut = (keep.saturating_sub(rules.left_margin as u64).saturating_sub(self.base) as usize).min(end);
-            buf.drain(..cut);
-            self.base += cut as u64;
+            return end_abs;
         }
-        self.buf = buf;
+        let keep = self.next_from.iter().min().copied().unwrap_or(end_abs);
+        keep.saturating_sub(rules.left_margin as u64).clamp(base, end_abs)
     }
 
     /// Fills `scratch` with windows / keyword hits from the shared prefilters.
     fn collect_triggers(&mut self, rules: &Ruleset, buf: &[u8]) {
         let end = buf.len();
         if let Some(ac) = &rules.ac {
-            for m in ac.find_overlapping_iter(buf) {
-                let pid = m.pattern().as_usize();
-                for &di in &rules.pattern_owners[pid] {
-                    let d = &rules.detectors[di];
-                    if rules.ac_case_insensitive && d.case_sensitive && buf[m.start()..m.end()] != rules.patterns[pid] {
+            // Leftmost-longest (so the automaton's SIMD prefilter applies), restarting one byte
+            // after each hit's start: every position where some literal starts is reported, with
+            // all literals starting there via `hit_owners`.
+            let mut at = 0;
+            while at < end {
+                let Some(m) = ac.find(aho_corasick::Input::new(buf).span(at..end)) else { break };
+                let s = m.start();
+                for o in &rules.hit_owners[m.pattern().as_usize()] {
+                    let e = s + o.len;
+                    if o.exact.as_deref().is_some_and(|x| buf[s..e] != *x) {
                         continue;
                     }
+                    let d = &rules.detectors[o.det];
                     let w = if d.regex.is_none() {
-                        (m.start(), m.end())
+                        (s, e)
                     } else {
-                        (m.end().saturating_sub(d.max_len), (m.start() + d.max_len).min(end))
+                        (e.saturating_sub(d.max_len), (s + d.max_len).min(end))
                     };
-                    self.scratch[di].push(w);
+                    self.scratch[o.det].push(w);
                 }
+                at = s + 1;
             }
         }
         if !rules.digit_detectors.is_empty() {
@@ -338,7 +409,7 @@ impl Scanner {
         st.count += 1;
         st.confidence = Some(st.confidence.map_or(confidence, |c| c.max(confidence)));
         if st.offsets.len() < MAX_OFFSETS {
-            st.offsets.push(self.base + s as u64);
+            st.offsets.push(self.round_base + s as u64);
         }
         if st.samples.len() < MAX_SAMPLES {
             let sample = match d.validator {

@@ -86,6 +86,17 @@ pub(crate) struct DigitShape {
     pub total: usize,
 }
 
+/// One detector literal found at an AC hit position.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct LiteralOwner {
+    /// Detector index.
+    pub det: usize,
+    /// Literal length.
+    pub len: usize,
+    /// The exact bytes, when the automaton ignores case but this detector does not.
+    pub exact: Option<Box<[u8]>>,
+}
+
 /// A compiled detector. Public fields describe it; the compiled parts are private.
 #[derive(Debug)]
 pub struct Detector {
@@ -148,15 +159,18 @@ pub struct Ruleset {
     pub(crate) detectors: Vec<Detector>,
     /// Prefilter over all literals (None when no detector has one).
     pub(crate) ac: Option<AhoCorasick>,
-    /// AC pattern id → (detector index, literal is case-sensitive).
-    pub(crate) pattern_owners: Vec<Vec<usize>>,
-    /// Pattern bytes by AC pattern id (for case checks when the automaton is case-insensitive).
-    pub(crate) patterns: Vec<Vec<u8>>,
-    pub(crate) ac_case_insensitive: bool,
+    /// AC pattern id → the detectors' literals that start where that pattern is reported: the
+    /// pattern itself and every literal that is a prefix of it (leftmost-longest reports only the
+    /// longest literal at a position).
+    pub(crate) hit_owners: Vec<Vec<LiteralOwner>>,
+    /// Number of distinct literals.
+    pub(crate) literal_total: usize,
     /// Indices of digit-triggered detectors.
     pub(crate) digit_detectors: Vec<usize>,
     /// Bytes kept before the oldest undecided position (look-behind + context).
     pub(crate) left_margin: usize,
+    /// Bytes of a large chunk scanned together with the carry (see `engine::STITCH`).
+    pub(crate) stitch: usize,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -445,6 +459,7 @@ impl Compiling<'_> {
             None => None,
             Some(c) => Some(
                 AhoCorasickBuilder::new()
+                    .match_kind(MatchKind::LeftmostFirst)
                     .ascii_case_insensitive(true)
                     .build(&c.keywords)
                     .map_err(|e| self.err(0..0, &id, format!("context keywords: {e}")))?,
@@ -564,23 +579,35 @@ impl Ruleset {
     }
 
     fn assemble(detectors: Vec<Detector>, literal_sets: Vec<Vec<Vec<u8>>>) -> Result<Ruleset, RuleError> {
-        let ac_case_insensitive = detectors
-            .iter()
-            .zip(&literal_sets)
-            .any(|(d, l)| !d.case_sensitive && !l.is_empty());
+        let ci = detectors.iter().zip(&literal_sets).any(|(d, l)| !d.case_sensitive && !l.is_empty());
+        let key = |lit: &[u8]| if ci { lit.to_ascii_lowercase() } else { lit.to_vec() };
+        // Distinct literals (by automaton key), each with the detectors that use it.
         let mut index: HashMap<Vec<u8>, usize> = HashMap::new();
         let mut patterns: Vec<Vec<u8>> = Vec::new();
-        let mut owners: Vec<Vec<usize>> = Vec::new();
+        let mut owners: Vec<Vec<(usize, Vec<u8>)>> = Vec::new();
         for (di, lits) in literal_sets.into_iter().enumerate() {
             for lit in lits {
-                let key = if ac_case_insensitive { lit.to_ascii_lowercase() } else { lit.clone() };
-                let pid = *index.entry(key).or_insert_with(|| {
+                let pid = *index.entry(key(&lit)).or_insert_with(|| {
                     patterns.push(lit.clone());
                     owners.push(Vec::new());
                     patterns.len() - 1
                 });
-                if !owners[pid].contains(&di) {
-                    owners[pid].push(di);
+                if !owners[pid].iter().any(|(d, l)| *d == di && *l == lit) {
+                    owners[pid].push((di, lit));
+                }
+            }
+        }
+        // For each pattern: its own owners and those of every literal that is a prefix of it.
+        let mut hit_owners: Vec<Vec<LiteralOwner>> = vec![Vec::new(); patterns.len()];
+        for (pid, pat) in patterns.iter().enumerate() {
+            for l in 1..=pat.len() {
+                let Some(&q) = index.get(&key(&pat[..l])) else { continue };
+                for (di, lit) in &owners[q] {
+                    let exact = (ci && detectors[*di].case_sensitive).then(|| lit.clone().into_boxed_slice());
+                    let o = LiteralOwner { det: *di, len: l, exact };
+                    if !hit_owners[pid].contains(&o) {
+                        hit_owners[pid].push(o);
+                    }
                 }
             }
         }
@@ -589,8 +616,8 @@ impl Ruleset {
         } else {
             Some(
                 AhoCorasickBuilder::new()
-                    .match_kind(MatchKind::Standard)
-                    .ascii_case_insensitive(ac_case_insensitive)
+                    .match_kind(MatchKind::LeftmostLongest)
+                    .ascii_case_insensitive(ci)
                     .build(&patterns)
                     .map_err(|e| RuleError::Invalid {
                         file: "(all rules)".into(),
@@ -603,15 +630,9 @@ impl Ruleset {
         let digit_detectors =
             detectors.iter().enumerate().filter(|(_, d)| matches!(d.trigger, Trigger::Digits(_))).map(|(i, _)| i).collect();
         let left_margin = 1 + detectors.iter().map(Detector::context_within).max().unwrap_or(0);
-        Ok(Ruleset {
-            detectors,
-            ac,
-            pattern_owners: owners,
-            patterns,
-            ac_case_insensitive,
-            digit_detectors,
-            left_margin,
-        })
+        let carry_bound = detectors.iter().map(|d| d.max_len + 1 + d.context_within()).max().unwrap_or(0) + left_margin;
+        let stitch = (2 * carry_bound).clamp(256, crate::engine::STITCH);
+        Ok(Ruleset { detectors, ac, hit_owners, literal_total: patterns.len(), digit_detectors, left_margin, stitch })
     }
 
     /// The compiled detectors, in load order.
@@ -626,7 +647,7 @@ impl Ruleset {
 
     /// Number of literals in the shared prefilter automaton.
     pub fn literal_count(&self) -> usize {
-        self.patterns.len()
+        self.literal_total
     }
 
     /// Runs every detector's `examples`: each `match` text must yield at least one validated

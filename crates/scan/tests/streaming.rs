@@ -1,5 +1,7 @@
 //! Streaming: any chunking of an input gives the findings of the whole input, values straddling
 //! chunk boundaries are found, and the carry stays bounded.
+#![allow(clippy::unwrap_used)] // test helpers
+
 use std::sync::Arc;
 
 use portcullis_scan::{Ruleset, Scanner};
@@ -190,4 +192,33 @@ fn reset_boundary_separates_segments() {
     assert!(!s.has_findings() || s.bytes_scanned() == 10);
     s.reset_boundary();
     assert!(s.has_findings());
+}
+
+#[test]
+fn large_chunks_scanned_in_place_equal_small_chunks() {
+    // ~1.2 MiB with values around the stitch (16 KiB) and piece (256 KiB) boundaries of chunks.
+    let rules = all_rules();
+    let mut input = Vec::new();
+    let mut i = 0usize;
+    while input.len() < 1_200_000 {
+        let filler = 16_384 - 20 + (i * 7919) % 40;
+        input.extend(std::iter::repeat_n(b'.', filler));
+        input.extend_from_slice(FRAGMENTS[i % 21].as_bytes());
+        i += 1;
+    }
+    let expect = whole(&rules, &input);
+    assert!(expect.contains("payment-card"));
+    let lens = [input.len() / 3, 100, 270_000, 16_383, 16_385, 1, 300_000];
+    let mut cuts = Vec::new();
+    let mut at = 0;
+    for l in lens.iter().cycle() {
+        at += l;
+        if at >= input.len() {
+            break;
+        }
+        cuts.push(at);
+    }
+    assert_eq!(chunked(&rules, &input, &cuts), expect);
+    let small: Vec<usize> = (0..input.len()).step_by(4093).collect();
+    assert_eq!(chunked(&rules, &input, &small), expect);
 }
