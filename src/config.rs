@@ -10,7 +10,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use portcullis_audit::{AdminSettings, AuditSettings};
 use portcullis_proxy::{Limits, ProxyConfig, ResolveOverride};
+use portcullis_telemetry::LogFormat;
+
+use crate::policy_gate::Sources;
 use serde::Deserialize;
 
 /// The shipped defaults, embedded.
@@ -23,12 +27,17 @@ pub struct RawConfig {
     pub allow_clients: Vec<String>,
     pub ca_dir: PathBuf,
     pub rules_dir: String,
+    pub apps_dir: String,
+    pub policy_file: String,
+    pub users_file: String,
+    pub value_hmac_key_file: PathBuf,
+    pub log_format: String,
     pub upstream_ca: Vec<PathBuf>,
     pub resolve: Vec<String>,
-    pub opaque_tunnels: String,
-    pub block_unscannable: bool,
     pub bypass: Vec<RawBypass>,
     pub limits: RawLimits,
+    pub audit: AuditSettings,
+    pub admin: AdminSettings,
 }
 
 impl Default for RawConfig {
@@ -38,12 +47,17 @@ impl Default for RawConfig {
             allow_clients: Vec::new(),
             ca_dir: PathBuf::from("certs"),
             rules_dir: String::new(),
+            apps_dir: String::new(),
+            policy_file: String::new(),
+            users_file: String::new(),
+            value_hmac_key_file: PathBuf::from("data/value-hmac.key"),
+            log_format: "text".into(),
             upstream_ca: Vec::new(),
             resolve: Vec::new(),
-            opaque_tunnels: "block".into(),
-            block_unscannable: false,
             bypass: Vec::new(),
             limits: RawLimits::default(),
+            audit: AuditSettings::default(),
+            admin: AdminSettings::default(),
         }
     }
 }
@@ -109,22 +123,18 @@ impl Bypass {
     }
 }
 
-/// What to do with non-TLS bytes in a CONNECT tunnel.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum OpaqueMode {
-    Block,
-    Tunnel,
-}
-
 /// The validated configuration.
 #[derive(Debug)]
 pub struct Config {
     pub proxy: ProxyConfig,
     pub ca_dir: PathBuf,
-    pub rules_dir: Option<PathBuf>,
+    /// Detector rules, app catalog, policy and users (reloadable).
+    pub sources: Sources,
+    pub value_hmac_key_file: PathBuf,
+    pub log_format: LogFormat,
     pub bypass: Vec<Bypass>,
-    pub opaque: OpaqueMode,
-    pub block_unscannable: bool,
+    pub audit: AuditSettings,
+    pub admin: AdminSettings,
 }
 
 /// Command-line overrides.
@@ -133,6 +143,8 @@ pub struct Overrides {
     pub listen: Option<String>,
     pub resolve: Vec<String>,
     pub upstream_ca: Vec<PathBuf>,
+    pub log_format: Option<String>,
+    pub admin_listen: Option<String>,
 }
 
 impl RawConfig {
@@ -141,15 +153,43 @@ impl RawConfig {
         toml::from_str(text).with_context(|| format!("{origin}: invalid configuration"))
     }
 
-    /// Load `path`, or the embedded defaults when `None`.
+    /// Load `path`, or the embedded defaults when `None`. Relative paths in a file are taken
+    /// relative to the file's directory (so a deployment directory is self-contained); those of
+    /// the embedded defaults, relative to the working directory.
     pub fn load(path: Option<&Path>) -> anyhow::Result<RawConfig> {
         match path {
             None => Self::parse(DEFAULT_TOML, "portcullis.toml (embedded)"),
             Some(p) => {
                 let text = std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?;
-                Self::parse(&text, &p.display().to_string())
+                let mut raw = Self::parse(&text, &p.display().to_string())?;
+                if let Some(base) = p.parent().filter(|b| !b.as_os_str().is_empty()) {
+                    raw.rebase(base);
+                }
+                Ok(raw)
             }
         }
+    }
+
+    fn rebase(&mut self, base: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() && !p.as_os_str().is_empty() {
+                *p = base.join(&*p);
+            }
+        };
+        let fix_str = |s: &mut String| {
+            if !s.trim().is_empty() && Path::new(s.as_str()).is_relative() {
+                *s = base.join(s.as_str()).display().to_string();
+            }
+        };
+        fix(&mut self.ca_dir);
+        fix(&mut self.value_hmac_key_file);
+        fix(&mut self.audit.db);
+        fix(&mut self.admin.token_file);
+        self.upstream_ca.iter_mut().for_each(fix);
+        fix_str(&mut self.rules_dir);
+        fix_str(&mut self.apps_dir);
+        fix_str(&mut self.policy_file);
+        fix_str(&mut self.users_file);
     }
 
     /// Apply CLI overrides and validate.
@@ -159,6 +199,12 @@ impl RawConfig {
         }
         self.resolve.extend(o.resolve);
         self.upstream_ca.extend(o.upstream_ca);
+        if let Some(f) = o.log_format {
+            self.log_format = f;
+        }
+        if let Some(a) = o.admin_listen {
+            self.admin.listen = a;
+        }
 
         let listen: SocketAddr = self.listen.parse().with_context(|| format!("listen: `{}` is not an address:port", self.listen))?;
         let allow_clients = self
@@ -187,11 +233,22 @@ impl RawConfig {
             }
             upstream_roots.extend(certs);
         }
-        let opaque = match self.opaque_tunnels.as_str() {
-            "block" => OpaqueMode::Block,
-            "tunnel" => OpaqueMode::Tunnel,
-            other => bail!("opaque_tunnels: `{other}` must be \"block\" or \"tunnel\""),
+        let log_format = match self.log_format.as_str() {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => bail!("log_format: `{other}` must be \"text\" or \"json\""),
         };
+        self.audit.validate().context("[audit]")?;
+        if !self.admin.listen.trim().is_empty() {
+            let admin: SocketAddr = self
+                .admin
+                .listen
+                .parse()
+                .with_context(|| format!("[admin] listen: `{}` is not an address:port", self.admin.listen))?;
+            if !admin.ip().is_loopback() {
+                bail!("[admin] listen: `{admin}` is not a loopback address; the admin API is for the gateway host only");
+            }
+        }
         let mut bypass = Vec::new();
         for b in &self.bypass {
             let pattern = b.host.trim().trim_end_matches('.').to_ascii_lowercase();
@@ -218,8 +275,23 @@ impl RawConfig {
         };
         let proxy = ProxyConfig { listen, allow_clients, resolve, upstream_roots, limits };
         proxy.validate()?;
-        let rules_dir = (!self.rules_dir.trim().is_empty()).then(|| PathBuf::from(&self.rules_dir));
-        Ok(Config { proxy, ca_dir: self.ca_dir, rules_dir, bypass, opaque, block_unscannable: self.block_unscannable })
+        let opt = |s: &str| (!s.trim().is_empty()).then(|| PathBuf::from(s.trim()));
+        let sources = Sources {
+            rules_dir: opt(&self.rules_dir),
+            apps_dir: opt(&self.apps_dir),
+            policy_file: opt(&self.policy_file),
+            users_file: opt(&self.users_file),
+        };
+        Ok(Config {
+            proxy,
+            ca_dir: self.ca_dir,
+            sources,
+            value_hmac_key_file: self.value_hmac_key_file,
+            log_format,
+            bypass,
+            audit: self.audit,
+            admin: self.admin,
+        })
     }
 }
 
@@ -250,8 +322,22 @@ mod tests {
         let open = RawConfig::parse("listen = \"0.0.0.0:3128\"", "t").unwrap();
         assert!(open.validate(Overrides::default()).is_err());
         assert!(RawConfig::parse("lisen = \"x\"", "t").is_err(), "unknown keys are errors");
-        let bad = RawConfig::parse("opaque_tunnels = \"maybe\"", "t").unwrap();
+        let bad = RawConfig::parse("log_format = \"xml\"", "t").unwrap();
         assert!(bad.validate(Overrides::default()).is_err());
+        let wide_admin = RawConfig::parse("[admin]\nlisten = \"0.0.0.0:9090\"", "t").unwrap();
+        assert!(wide_admin.validate(Overrides::default()).is_err(), "admin API stays on loopback");
+    }
+
+    #[test]
+    fn relative_paths_in_a_file_follow_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("gw.toml");
+        std::fs::write(&file, "ca_dir = \"ca\"\npolicy_file = \"policy.toml\"\n[audit]\ndb = \"/var/x.db\"\n").unwrap();
+        let raw = RawConfig::load(Some(&file)).unwrap();
+        assert_eq!(raw.ca_dir, dir.path().join("ca"));
+        assert_eq!(raw.policy_file, dir.path().join("policy.toml").display().to_string());
+        assert_eq!(raw.audit.db, PathBuf::from("/var/x.db"));
+        assert_eq!(raw.admin.token_file, dir.path().join("data/admin.token"));
     }
 
     #[test]

@@ -11,7 +11,8 @@ use clap::{Parser, Subcommand};
 
 mod cmd;
 mod config;
-mod gate;
+mod policy_gate;
+mod recorder;
 
 #[derive(Parser)]
 #[command(name = "portcullis", version, about = "TLS-intercepting forward proxy with DLP inspection")]

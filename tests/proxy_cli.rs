@@ -31,7 +31,9 @@ fn bin() -> &'static str {
 /// Start `portcullis run` with a temp CA dir and the given extra args.
 fn start(dir: &Path, extra: &[String]) -> Proc {
     let cfg = dir.join("portcullis.toml");
-    std::fs::write(&cfg, format!("ca_dir = {:?}\n", dir.join("certs").display().to_string())).unwrap();
+    // Relative paths (audit log, keys) land beside the config file; the admin API on its own
+    // ephemeral port so tests can run in parallel.
+    std::fs::write(&cfg, format!("ca_dir = {:?}\n[admin]\nlisten = \"127.0.0.1:0\"\n", dir.join("certs").display().to_string())).unwrap();
     let mut child = Command::new(bin())
         .args(["run", "--config", cfg.to_str().unwrap(), "--listen", "127.0.0.1:0"])
         .args(extra)

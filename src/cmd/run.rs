@@ -4,16 +4,18 @@
 //! CA is created in `certs/` on first run and the built-in detectors load. The first line on
 //! stderr that says `listening on ADDR` gives the bound address (tests use `--listen
 //! 127.0.0.1:0` and read it).
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use portcullis_proxy::{LogRecorder, Proxy};
-use portcullis_scan::Ruleset;
+use portcullis_audit::api;
+use portcullis_proxy::Proxy;
+use portcullis_telemetry::{CertCacheCounts, Metrics};
 
 use crate::config::{Overrides, RawConfig};
-use crate::gate::DlpGate;
+use crate::policy_gate::{Controls, PolicyGate};
+use crate::recorder::AuditRecorder;
 
 #[derive(clap::Args)]
 pub struct RunArgs {
@@ -29,35 +31,108 @@ pub struct RunArgs {
     /// Extra trusted root(s) for upstream servers (PEM file); repeatable.
     #[arg(long, value_name = "PEM")]
     upstream_ca: Vec<PathBuf>,
+    /// Log format on stderr: text or json (overrides the config).
+    #[arg(long, value_name = "text|json")]
+    log_format: Option<String>,
+    /// Admin API listen address (loopback; empty string disables it).
+    #[arg(long, value_name = "ADDR")]
+    admin_listen: Option<String>,
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    init_tracing();
     let cfg = RawConfig::load(args.config.as_deref())?.validate(Overrides {
         listen: args.listen,
         resolve: args.resolve,
         upstream_ca: args.upstream_ca,
+        log_format: args.log_format,
+        admin_listen: args.admin_listen,
     })?;
+    // Already initialised only in tests that call `run` twice; not an error worth stopping for.
+    let _ = portcullis_telemetry::init_tracing(cfg.log_format, "info");
+
     let ca = portcullis_ca::CertificateAuthority::load_or_create(&cfg.ca_dir)
         .with_context(|| format!("interception CA in {}", cfg.ca_dir.display()))?;
-    let rules = match &cfg.rules_dir {
-        Some(dir) => Arc::new(Ruleset::load_dir(dir).with_context(|| format!("rules in {}", dir.display()))?),
-        None => Ruleset::builtin(),
-    };
+    let controls = Arc::new(Controls::load(cfg.sources.clone())?);
+    let metrics = Arc::new(Metrics::new());
+    let writer = cfg
+        .audit
+        .open_writer(Some(Arc::clone(&metrics)))
+        .with_context(|| format!("audit log {}", cfg.audit.db.display()))?;
+    let hmac_key = value_hmac_key(&cfg.value_hmac_key_file)?;
     let leaves = Arc::new(portcullis_ca::LeafCache::new(Arc::new(ca), cfg.proxy.limits.leaf_cache_capacity)?);
-    let gate = Arc::new(DlpGate::new(rules, cfg.bypass.clone(), cfg.opaque, cfg.block_unscannable));
+    let cache = Arc::clone(&leaves);
+    metrics.set_cert_cache_source(move || {
+        let s = cache.stats();
+        CertCacheCounts { hits: s.hits, misses: s.misses }
+    });
+    let gate = Arc::new(
+        PolicyGate::new(Arc::clone(&controls), cfg.bypass.clone(), portcullis_extract::Limits::default())
+            .with_hmac_key(hmac_key)
+            .with_audit(writer.clone(), cfg.audit.record_allowed)
+            .with_metrics(Arc::clone(&metrics)),
+    );
+    let recorder = Arc::new(AuditRecorder::new(writer.clone()));
 
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("tokio runtime")?;
     runtime.block_on(async move {
-        let proxy = Proxy::bind(cfg.proxy, leaves, gate, Arc::new(LogRecorder)).await?;
+        let proxy = Proxy::bind(cfg.proxy, leaves, gate, recorder).await?;
         let addr = proxy.local_addr();
-        tracing::info!(ca = %cfg.ca_dir.join("ca.pem").display(), "listening on {addr}");
+        if !cfg.admin.listen.trim().is_empty() {
+            let reload_controls = Arc::clone(&controls);
+            let reload: api::ReloadFn = Arc::new(move || reload_controls.reload());
+            let admin = api::AdminConfig::new(cfg.admin.token()?, cfg.audit.open_reader()?, Arc::clone(&metrics))
+                .with_writer(writer.clone())
+                .with_reload(reload);
+            let router = api::admin_router(admin)?;
+            let listener = tokio::net::TcpListener::bind(cfg.admin.listen.trim())
+                .await
+                .with_context(|| format!("admin API: cannot listen on {}", cfg.admin.listen))?;
+            let admin_addr = listener.local_addr()?;
+            tokio::spawn(async move {
+                if let Err(err) = axum::serve(listener, router).await {
+                    tracing::error!("admin API stopped: {err}");
+                }
+            });
+            tracing::info!(token_file = %cfg.admin.token_file.display(), "admin API on http://{admin_addr}");
+            eprintln!("portcullis: admin API on http://{admin_addr} (bearer token: {})", cfg.admin.token_file.display());
+        }
+        spawn_reload_on_sighup(Arc::clone(&controls));
+        tracing::info!(ca = %cfg.ca_dir.join("ca.pem").display(), audit = %cfg.audit.db.display(), "listening on {addr}");
         eprintln!("portcullis: listening on {addr} (CA certificate: {})", cfg.ca_dir.join("ca.pem").display());
         proxy.serve(shutdown_signal()).await;
-        tracing::info!("stopped accepting connections");
+        tracing::info!("stopped accepting connections; committing queued audit events");
+        writer.close().await.context("audit log: final commit")?;
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The HMAC key for matched values: 64 hex characters in a 0600 file, created on first run.
+fn value_hmac_key(path: &Path) -> anyhow::Result<[u8; 32]> {
+    let text = portcullis_audit::load_or_create_token(path).with_context(|| format!("value HMAC key {}", path.display()))?;
+    let bytes = hex::decode(&text).ok().and_then(|b| <[u8; 32]>::try_from(b).ok());
+    bytes.with_context(|| format!("value HMAC key {}: must hold 64 hex characters (32 bytes)", path.display()))
+}
+
+/// `kill -HUP` re-reads rules, apps, policy and users; a broken file keeps the running set.
+fn spawn_reload_on_sighup(controls: Arc<Controls>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::hangup()) {
+            Ok(mut hup) => {
+                tokio::spawn(async move {
+                    while hup.recv().await.is_some() {
+                        // Errors are logged by reload itself; the old set stays.
+                        let _ = controls.reload();
+                    }
+                });
+            }
+            Err(err) => tracing::warn!("SIGHUP reload unavailable: {err}"),
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = controls;
 }
 
 async fn shutdown_signal() {
@@ -80,15 +155,4 @@ async fn shutdown_signal() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
-}
-
-fn init_tracing() {
-    use std::io::IsTerminal;
-    let filter = tracing_subscriber::EnvFilter::try_from_env("PORTCULLIS_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .try_init();
 }
