@@ -145,6 +145,10 @@ pub struct Overrides {
     pub upstream_ca: Vec<PathBuf>,
     pub log_format: Option<String>,
     pub admin_listen: Option<String>,
+    pub rules_dir: Option<PathBuf>,
+    pub apps_dir: Option<PathBuf>,
+    pub policy_file: Option<PathBuf>,
+    pub users_file: Option<PathBuf>,
 }
 
 impl RawConfig {
@@ -205,6 +209,15 @@ impl RawConfig {
         if let Some(a) = o.admin_listen {
             self.admin.listen = a;
         }
+        let set = |field: &mut String, v: Option<PathBuf>| {
+            if let Some(p) = v {
+                *field = p.display().to_string();
+            }
+        };
+        set(&mut self.rules_dir, o.rules_dir);
+        set(&mut self.apps_dir, o.apps_dir);
+        set(&mut self.policy_file, o.policy_file);
+        set(&mut self.users_file, o.users_file);
 
         let listen: SocketAddr = self.listen.parse().with_context(|| format!("listen: `{}` is not an address:port", self.listen))?;
         let allow_clients = self

@@ -37,6 +37,18 @@ pub struct RunArgs {
     /// Admin API listen address (loopback; empty string disables it).
     #[arg(long, value_name = "ADDR")]
     admin_listen: Option<String>,
+    /// Detector rules directory (overrides the config; default: built-in detectors).
+    #[arg(long, value_name = "DIR")]
+    rules: Option<PathBuf>,
+    /// App catalog directory (overrides the config; default: shipped catalog).
+    #[arg(long, value_name = "DIR")]
+    apps: Option<PathBuf>,
+    /// Policy file (overrides the config; default: shipped rules/policy.toml).
+    #[arg(long, value_name = "FILE")]
+    policy: Option<PathBuf>,
+    /// Users file for proxy authentication (overrides the config; default: anonymous).
+    #[arg(long, value_name = "FILE")]
+    users: Option<PathBuf>,
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
@@ -46,6 +58,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         upstream_ca: args.upstream_ca,
         log_format: args.log_format,
         admin_listen: args.admin_listen,
+        rules_dir: args.rules,
+        apps_dir: args.apps,
+        policy_file: args.policy,
+        users_file: args.users,
     })?;
     // Already initialised only in tests that call `run` twice; not an error worth stopping for.
     let _ = portcullis_telemetry::init_tracing(cfg.log_format, "info");
