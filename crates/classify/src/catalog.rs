@@ -262,6 +262,16 @@ impl Catalog {
         self.apps.iter().map(|a| &a.info).find(|a| a.id == id)
     }
 
+    /// Every host pattern with the app that claims it (endpoints with paths included), for
+    /// checks and listings.
+    pub fn host_patterns(&self) -> impl Iterator<Item = (&HostPattern, &Arc<AppInfo>, bool)> {
+        self.exact
+            .values()
+            .chain(self.suffix.values())
+            .flatten()
+            .map(|ep| (&ep.pattern, &self.apps[ep.app].info, !ep.paths.is_empty()))
+    }
+
     /// The set of categories used by the apps.
     pub fn categories(&self) -> BTreeSet<&str> {
         self.apps.iter().map(|a| a.info.category.as_str()).collect()

@@ -221,3 +221,40 @@ fn unicode_lookalike_hosts_do_not_match() {
         assert!(flow.host.contains("xn--"), "{}", flow.host);
     }
 }
+
+/// Catalog-wide lookalikes: for every host pattern of every app, a host that merely contains the
+/// domain (appended to another domain, or prefixed without a dot) must not be classified as that
+/// app, unless a suffix pattern legitimately covers it (`evil-web.whatsapp.com` is under
+/// `*.whatsapp.com`); and the genuine host must classify as the app that claims it.
+#[test]
+fn every_pattern_resists_lookalikes() {
+    let c = Catalog::builtin();
+    let mut checked = 0;
+    for (pattern, app, with_paths) in c.host_patterns() {
+        let d = pattern.domain();
+        let genuine = match pattern {
+            portcullis_classify::HostPattern::Exact(_) => d.to_owned(),
+            portcullis_classify::HostPattern::Suffix(_) => format!("portcullis-test.{d}"),
+        };
+        let path = if with_paths { None } else { Some("/") };
+        if let Some(path) = path {
+            let flow = c.classify(&req("GET", &genuine, path));
+            assert!(flow.app.is_some(), "{genuine} ({pattern} of {}) classified as nothing", app.id);
+            if let portcullis_classify::HostPattern::Exact(_) = pattern {
+                assert_eq!(flow.app_id(), Some(app.id.as_str()), "{genuine}");
+            }
+        }
+        for fake in [format!("{d}.evil.example"), format!("{d}-evil.example"), format!("{d}evil.example")] {
+            let flow = c.classify(&connect(&fake));
+            assert_eq!(flow.app_id(), None, "{fake} matched {:?} via {:?}", flow.app_id(), flow.matched);
+        }
+        let prefixed = format!("evil-{d}");
+        let flow = c.classify(&connect(&prefixed));
+        if let Some(m) = &flow.matched {
+            let parent = m.strip_prefix("*.").unwrap_or_else(|| panic!("{prefixed} matched exact {m}"));
+            assert!(prefixed.ends_with(&format!(".{parent}")) && d.ends_with(&format!(".{parent}")), "{prefixed} via {m}");
+        }
+        checked += 1;
+    }
+    assert!(checked > 150, "only {checked} patterns");
+}
