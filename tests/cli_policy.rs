@@ -91,7 +91,8 @@ fn explain_with_files_and_errors() {
 
 #[test]
 fn policy_check_exit_codes_and_problems() {
-    let out = portcullis(&["policy", "check"]);
+    // Fixed date: the shipped example exception expires on 2027-06-30 and is then reported.
+    let out = portcullis(&["policy", "check", "--at", "2026-12-03"]);
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
 
     let dir = tempfile::tempdir().unwrap();
@@ -151,7 +152,7 @@ fn policy_check_catalog_dir_and_users() {
     };
     assert!(hash.starts_with("$argon2id$"), "{hash}");
     let users = write(dir.path(), "users.toml", &format!("[[user]]\nname = \"chan.taiman\"\npassword = \"{hash}\"\ngroups = [\"finance\"]\n"));
-    assert_eq!(portcullis(&["policy", "check", "--users", &users]).status.code(), Some(0));
+    assert_eq!(portcullis(&["policy", "check", "--at", "2026-12-03", "--users", &users]).status.code(), Some(0));
     let policy = write(dir.path(), "p.toml", "[[rule]]\nid = \"fin\"\ngroups = \"finance\"\ncategories = \"webmail\"\naction = \"log\"\n");
     let v = explain(&["--users", &users, "--policy", &policy, "--user", "chan.taiman", "https://mail.163.com/"]);
     assert_eq!((v["action"].as_str(), v["rule"].as_str(), v["app"].as_str()), (Some("log"), Some("fin"), Some("netease-mail")));
