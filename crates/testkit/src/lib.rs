@@ -45,6 +45,9 @@ pub enum CertKind {
     Expired,
     /// Valid, but only for `someone-else.test`.
     WrongName,
+    /// Valid for exactly these DNS names: a real app's host (`mail.google.com`) reached through
+    /// the proxy's `--resolve`, for policy tests.
+    Names(&'static [&'static str]),
 }
 
 impl TestCa {
@@ -63,6 +66,7 @@ impl TestCa {
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("keygen");
         let names: Vec<SanType> = match kind {
             CertKind::WrongName => vec![SanType::DnsName("someone-else.test".try_into().expect("name"))],
+            CertKind::Names(names) => names.iter().map(|n| SanType::DnsName((*n).try_into().expect("name"))).collect(),
             _ => vec![
                 SanType::DnsName("origin.test".try_into().expect("name")),
                 SanType::DnsName("localhost".try_into().expect("name")),
@@ -111,6 +115,10 @@ pub struct Received {
     pub complete: bool,
     /// SHA-256 (hex) of the bytes that arrived.
     pub sha256: String,
+    /// For TLS origins: whether the connection's handshake resumed an earlier session.
+    pub tls_resumed: Option<bool>,
+    /// Which origin connection (numbered from 0 in accept order) carried the request.
+    pub conn: u64,
 }
 
 /// A loopback HTTP origin (TLS or plain) that records requests.
@@ -129,6 +137,11 @@ impl Drop for Origin {
 impl Origin {
     /// Start a TLS origin presenting a certificate of `kind` signed by `ca` (ALPN h2, http/1.1).
     pub async fn tls(ca: &TestCa, kind: CertKind) -> Origin {
+        Self::tls_alpn(ca, kind, &[b"h2", b"http/1.1"]).await
+    }
+
+    /// Like [`Origin::tls`], offering only the given ALPN protocols (e.g. `http/1.1` only).
+    pub async fn tls_alpn(ca: &TestCa, kind: CertKind, alpn: &[&[u8]]) -> Origin {
         let (chain, key) = ca.leaf(kind);
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
@@ -137,7 +150,7 @@ impl Origin {
             .with_no_client_auth()
             .with_single_cert(chain, key)
             .expect("server cert");
-        cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         Self::start(Some(tokio_rustls::TlsAcceptor::from(Arc::new(cfg)))).await
     }
 
@@ -151,20 +164,24 @@ impl Origin {
         let addr = listener.local_addr().expect("addr");
         let (tx, rx) = mpsc::unbounded_channel();
         let task = tokio::spawn(async move {
-            loop {
+            for conn in 0u64.. {
                 let Ok((tcp, _)) = listener.accept().await else { continue };
+                // Like real servers: no Nagle stalls (e.g. session tickets then the response).
+                let _ = tcp.set_nodelay(true);
                 let tx = tx.clone();
                 let tls = tls.clone();
                 tokio::spawn(async move {
-                    let svc = service_fn(move |req| handle(req, tx.clone()));
                     let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
                     match tls {
                         Some(acc) => {
                             if let Ok(s) = acc.accept(tcp).await {
+                                let resumed = Some(s.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed));
+                                let svc = service_fn(move |req| handle(req, tx.clone(), resumed, conn));
                                 let _ = builder.serve_connection_with_upgrades(TokioIo::new(s), svc).await;
                             }
                         }
                         None => {
+                            let svc = service_fn(move |req| handle(req, tx.clone(), None, conn));
                             let _ = builder.serve_connection_with_upgrades(TokioIo::new(tcp), svc).await;
                         }
                     }
@@ -199,7 +216,12 @@ fn full(b: impl Into<Bytes>) -> OriginBody {
     Full::new(b.into()).map_err(|never| match never {}).boxed()
 }
 
-async fn handle(mut req: Request<Incoming>, tx: mpsc::UnboundedSender<Received>) -> Result<Response<OriginBody>, hyper::Error> {
+async fn handle(
+    mut req: Request<Incoming>,
+    tx: mpsc::UnboundedSender<Received>,
+    tls_resumed: Option<bool>,
+    conn: u64,
+) -> Result<Response<OriginBody>, hyper::Error> {
     let method = req.method().to_string();
     let path = req.uri().path().to_string();
     let version = req.version();
@@ -219,7 +241,7 @@ async fn handle(mut req: Request<Incoming>, tx: mpsc::UnboundedSender<Received>)
                 }
             }
         });
-        let _ = tx.send(Received { method, path, version, headers, body_len: 0, complete: true, sha256: String::new() });
+        let _ = tx.send(Received { method, path, version, headers, body_len: 0, complete: true, sha256: String::new(), tls_resumed, conn });
         let mut r = Response::new(full(Bytes::new()));
         *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
         r.headers_mut().insert(http::header::UPGRADE, http::HeaderValue::from_static("websocket"));
@@ -246,7 +268,7 @@ async fn handle(mut req: Request<Incoming>, tx: mpsc::UnboundedSender<Received>)
         }
     }
     let sha256 = hex::encode(hasher.finalize());
-    let _ = tx.send(Received { method, path: path.clone(), version, headers, body_len: len, complete, sha256: sha256.clone() });
+    let _ = tx.send(Received { method, path: path.clone(), version, headers, body_len: len, complete, sha256: sha256.clone(), tls_resumed, conn });
     if !complete {
         return Ok(Response::new(full("incomplete")));
     }
@@ -414,5 +436,122 @@ impl portcullis_proxy::Gate for MarkerGate {
             inspector: Some(Box::new(MarkerInspector { marker: self.marker.clone(), tail: Vec::new(), found: false })),
             add_headers: vec![(http::HeaderName::from_static("x-portcullis-inspected"), http::HeaderValue::from_static("1"))],
         }
+    }
+}
+
+/// Send `CONNECT host:port` on a fresh connection to `proxy` and return the stream once the
+/// proxy answered 200 (panics on any other answer, with the answer).
+pub async fn connect_via(proxy: SocketAddr, host: &str, port: u16) -> tokio::net::TcpStream {
+    let mut tcp = tokio::net::TcpStream::connect(proxy).await.expect("connect to proxy");
+    let _ = tcp.set_nodelay(true);
+    tcp.write_all(format!("CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n").as_bytes())
+        .await
+        .expect("write CONNECT");
+    let head = read_head(&mut tcp).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "CONNECT answered: {head}");
+    tcp
+}
+
+/// Read an HTTP/1.1 response head (up to and including the empty line), byte by byte so nothing
+/// after it is consumed.
+pub async fn read_head<S: tokio::io::AsyncRead + Unpin>(s: &mut S) -> String {
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut b = [0u8; 1];
+        s.read_exact(&mut b).await.expect("read response head");
+        head.push(b[0]);
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+/// A rustls client config trusting the certificates in `pem`, offering `alpn`.
+pub fn client_tls(pem: &Path, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(pem).expect("read CA pem") {
+        roots.add(c.expect("pem cert")).expect("add root");
+    }
+    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Arc::new(cfg)
+}
+
+/// `portcullis run` as a child process on `127.0.0.1:0`, its CA in `dir/certs`. Killed on drop.
+pub struct ProxyProcess {
+    pub child: std::process::Child,
+    pub addr: SocketAddr,
+    /// Everything the proxy printed to stderr so far.
+    pub stderr: Arc<std::sync::Mutex<String>>,
+}
+
+impl Drop for ProxyProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl ProxyProcess {
+    /// Start `bin run --config dir/portcullis.toml --listen 127.0.0.1:0 extra...`; the config
+    /// holds `ca_dir = dir/certs` plus `config_extra`. Returns once the proxy printed its address.
+    pub fn start(bin: &Path, dir: &Path, config_extra: &str, extra: &[String], envs: &[(&str, &str)]) -> ProxyProcess {
+        use std::io::BufRead;
+        let cfg = dir.join("portcullis.toml");
+        std::fs::write(&cfg, format!("ca_dir = {:?}\n{config_extra}", dir.join("certs").display().to_string())).expect("write config");
+        let mut cmd = std::process::Command::new(bin);
+        cmd.args(["run", "--config"]).arg(&cfg).args(["--listen", "127.0.0.1:0"]).args(extra);
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn portcullis run");
+        let stderr = child.stderr.take().expect("stderr");
+        let log = Arc::new(std::sync::Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("listening on ").nth(1) {
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_string());
+                    }
+                }
+                if let Ok(mut l) = sink.lock() {
+                    l.push_str(&line);
+                    l.push('\n');
+                }
+            }
+        });
+        let addr = rx.recv_timeout(Duration::from_secs(60)).expect("the proxy printed `listening on ADDR`");
+        ProxyProcess { child, addr: addr.parse().expect("proxy address"), stderr: log }
+    }
+
+    /// (utime + stime) of the process in seconds, from /proc (Linux).
+    pub fn cpu_secs(&self) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+        let f: Vec<&str> = after.split_whitespace().collect();
+        let ticks = |i: usize| f.get(i).and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0);
+        // Fields after ')' start at field 3 (state): utime is field 14, stime field 15.
+        (ticks(11) + ticks(12)) / 100.0
+    }
+
+    /// A `/proc/PID/status` value in KiB (e.g. `VmRSS:`, `VmHWM:`).
+    pub fn status_kib(&self, key: &str) -> u64 {
+        let s = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        s.lines().find(|l| l.starts_with(key)).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).unwrap_or(0)
+    }
+
+    pub fn log(&self) -> String {
+        self.stderr.lock().map(|s| s.clone()).unwrap_or_default()
     }
 }

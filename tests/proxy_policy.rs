@@ -1,0 +1,229 @@
+//! The policy and the audit log through the running gateway: `portcullis run` as a process,
+//! real curl with proxy authentication, real app hosts (reached through `--resolve` to a
+//! loopback TLS origin), the shipped app catalog and policy, and the SQLite log read back with
+//! `portcullis logs`.
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use portcullis_testkit::{CertKind, Origin, ProxyProcess, TestCa, curl};
+
+const BIN: &str = env!("CARGO_BIN_EXE_portcullis");
+/// Users from the shipped example users file (passwords documented there).
+const CHAN: &str = "chan.taiman:example-only-change-me";
+const WONG: &str = "wong.siuming:example-only-change-me-too";
+const HOSTS: &[&str] = &["mail.google.com", "drive.google.com", "origin.test", "web.whatsapp.com"];
+
+struct Gateway {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+    origin: Origin,
+    proxy: ProxyProcess,
+}
+
+/// The shipped policy, with the example exception's expiry moved a year ahead so the test
+/// does not depend on today's date, plus a trial (simulate) rule for the finance group.
+fn policy_file(dir: &Path) -> PathBuf {
+    let shipped = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/policy.toml")).unwrap();
+    let next_year = time::OffsetDateTime::now_utc().year() + 1;
+    let mut text = String::new();
+    for line in shipped.lines() {
+        if line.starts_with("expires = ") {
+            text.push_str(&format!("expires = {next_year}-06-30\n"));
+        } else {
+            text.push_str(line);
+            text.push('\n');
+        }
+    }
+    let trial = "[[rule]]\nid = \"trial-block-finance-uploads\"\ndescription = \"Trial: would finance uploads be blocked?\"\n\
+                 groups = [\"finance\"]\nactivities = [\"upload\", \"send\"]\naction = \"block\"\nsimulate = true\n\n";
+    let at = text.find("[[rule]]").unwrap();
+    text.insert_str(at, trial);
+    let p = dir.join("policy.toml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+async fn gateway() -> Gateway {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    let ca = TestCa::new();
+    let origin = Origin::tls(&ca, CertKind::Names(HOSTS)).await;
+    let pem = ca.write_pem(&dir);
+    let users = Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/users.example.toml");
+    let policy = policy_file(&dir);
+    let mut args = vec!["--upstream-ca".into(), pem.display().to_string()];
+    for h in HOSTS {
+        args.push("--resolve".into());
+        args.push(format!("{h}:{}:127.0.0.1", origin.port()));
+    }
+    // The admin API on an ephemeral port (tests run in parallel); the audit log beside the config.
+    let extra = format!(
+        "users_file = {:?}\npolicy_file = {:?}\n[admin]\nlisten = \"127.0.0.1:0\"\n",
+        users.display().to_string(),
+        policy.display().to_string()
+    );
+    let proxy = ProxyProcess::start(Path::new(BIN), &dir, &extra, &args, &[]);
+    Gateway { _tmp: tmp, dir, origin, proxy }
+}
+
+struct Reply {
+    code: u16,
+    connect_code: u16,
+    body: String,
+}
+
+impl Gateway {
+    async fn curl(&self, user: Option<&str>, args: &[&str]) -> Reply {
+        let mut a: Vec<String> = vec![
+            "-sS".into(),
+            "--proxy".into(),
+            format!("http://{}", self.proxy.addr),
+            "--cacert".into(),
+            self.dir.join("certs/ca.pem").display().to_string(),
+            "-w".into(),
+            "\n%{http_code} %{http_connect}".into(),
+        ];
+        if let Some(u) = user {
+            a.push("--proxy-user".into());
+            a.push(u.into());
+        }
+        a.extend(args.iter().map(|s| s.to_string()));
+        let out = curl(a).await;
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let (body, codes) = text.rsplit_once('\n').unwrap_or(("", &text));
+        let mut it = codes.split_whitespace().map(|c| c.parse::<u16>().unwrap_or(0));
+        Reply { code: it.next().unwrap_or(0), connect_code: it.next().unwrap_or(0), body: body.to_string() }
+    }
+
+    /// `https://HOST:ORIGIN_PORT/path` (the origin listens on an ephemeral port).
+    fn url(&self, host: &str, path: &str) -> String {
+        format!("https://{host}:{}{path}", self.origin.port())
+    }
+
+    fn file(&self, name: &str, data: &str) -> String {
+        let p = self.dir.join(name);
+        std::fs::write(&p, data).unwrap();
+        format!("file=@{}", p.display())
+    }
+
+    /// `portcullis logs query --format json` on this gateway's audit log.
+    fn events(&self, filters: &[&str]) -> Vec<serde_json::Value> {
+        let db = self.dir.join("data/audit.db");
+        let out = Command::new(BIN)
+            .args(["logs", "query", "--db", db.to_str().unwrap(), "--format", "json", "--limit", "1000"])
+            .args(filters)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    }
+
+    /// Waits until the queued (non-blocking) audit events matching `filters` are committed.
+    async fn wait_events(&self, filters: &[&str], at_least: usize) -> Vec<serde_json::Value> {
+        for _ in 0..100 {
+            let e = self.events(filters);
+            if e.len() >= at_least {
+                return e;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("fewer than {at_least} events for {filters:?}: {:?}\n{}", self.events(&[]), self.proxy.log());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messaging_that_cannot_be_inspected_is_refused_at_connect() {
+    let g = gateway().await;
+    let r = g.curl(Some(WONG), &[&g.url("web.whatsapp.com", "/")]).await;
+    assert_eq!(r.connect_code, 403, "the CONNECT itself is refused: {}", r.body);
+    let events = g.wait_events(&["--action", "block", "--app", "whatsapp"], 1).await;
+    assert_eq!(events[0]["category"], "instant-messaging");
+    assert_eq!(events[0]["rule"], "block-instant-messaging");
+    assert_eq!(events[0]["user"], "wong.siuming");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_credentials_the_proxy_asks_for_them() {
+    let g = gateway().await;
+    let r = g.curl(None, &[&g.url("origin.test", "/")]).await;
+    assert_eq!(r.connect_code, 407);
+    let r = g.curl(Some("wong.siuming:wrong-password"), &[&g.url("origin.test", "/")]).await;
+    assert_eq!(r.connect_code, 407, "a wrong password is refused, never downgraded to anonymous");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gmail_upload_is_blocked_by_rule_and_allowed_through_the_approved_exception() {
+    let g = gateway().await;
+    let f = g.file("minutes.txt", "Minutes of the budget meeting, nothing sensitive.");
+    let url = &g.url("mail.google.com", "/mail/u/0/?ui=2&ik=1234&act=sm");
+
+    // Not excepted: blocked with the webmail rule, over intercepted TLS so the page is readable.
+    let r = g.curl(Some(WONG), &["-H", "Accept: application/json", "-F", &f, url]).await;
+    assert_eq!(r.code, 403, "{}", r.body);
+    let page: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(page["rule"], "block-webmail", "{}", r.body);
+    let incident = page["incident"].as_str().unwrap().to_string();
+    let logged = g.events(&["--user", "wong.siuming", "--app", "gmail"]);
+    let event = logged.iter().find(|e| e["id"] == incident.as_str()).expect("the block page's incident is in the log");
+    assert_eq!(event["action"], "block");
+    assert_eq!(event["category"], "webmail");
+    assert!(!event["url"].as_str().unwrap().contains("1234"), "query values are redacted: {event}");
+
+    // Excepted (approved by a department head): the same upload reaches the origin.
+    let r = g.curl(Some(CHAN), &["-H", "Accept: application/json", "-F", &f, url]).await;
+    assert_eq!(r.code, 200, "{}\n{}", r.body, g.proxy.log());
+    let got = g.origin.next_request().await;
+    assert!(got.complete && got.path.starts_with("/mail/u/0/"));
+    let used = g.wait_events(&["--user", "chan.taiman", "--app", "gmail"], 1).await;
+    assert!(
+        used.iter().any(|e| e["exception"] == "EX-2026-0147" && e["approver"].as_str().unwrap_or("").contains("Head of Finance")),
+        "the exception and its approver are recorded: {used:?}"
+    );
+
+    // Even with the exception, a card number in the upload is still stopped by DLP.
+    let leak = g.file("card.txt", "please charge 4111 1111 1111 1111 thanks");
+    let r = g.curl(Some(CHAN), &["-H", "Accept: application/json", "-F", &leak, url]).await;
+    assert_eq!(r.code, 403, "{}", r.body);
+    let page: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(page["evidence"][0]["detector"], "payment-card");
+    assert!(!r.body.contains("4111 1111 1111 1111"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_simulated_rule_allows_and_records_what_it_would_have_done() {
+    let g = gateway().await;
+    let f = g.file("report.txt", "Quarterly figures attached.");
+    let r = g.curl(Some(WONG), &["-F", &f, &g.url("origin.test", "/upload")]).await;
+    assert_eq!(r.code, 200, "{}", r.body);
+    assert!(g.origin.next_request().await.complete);
+    let events = g.wait_events(&["--user", "wong.siuming", "--host", "origin.test"], 1).await;
+    assert!(
+        events.iter().any(|e| e["simulated"] == true && e["would"] == "block"),
+        "the trial rule's verdict is recorded: {events:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_block_a_client_saw_survives_kill_9() {
+    let mut g = gateway().await;
+    let leak = g.file("ids.csv", "name,id\nChan,A123456(3)\n");
+    let mut incidents = Vec::new();
+    for _ in 0..5 {
+        let r = g.curl(Some(WONG), &["-H", "Accept: application/json", "-F", &leak, &g.url("origin.test", "/upload")]).await;
+        assert_eq!(r.code, 403, "{}", r.body);
+        let page: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        incidents.push(page["incident"].as_str().unwrap().to_string());
+    }
+    g.proxy.child.kill().unwrap(); // SIGKILL: no shutdown path, no final flush
+    g.proxy.child.wait().unwrap();
+    let db = g.dir.join("data/audit.db");
+    for id in &incidents {
+        let out = Command::new(BIN).args(["logs", "show", id, "--db", db.to_str().unwrap()]).output().unwrap();
+        assert!(out.status.success(), "incident {id} lost: {}", String::from_utf8_lossy(&out.stderr));
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("hkid"), "{text}");
+        assert!(!text.contains("A123456(3)"), "only masked evidence is stored: {text}");
+    }
+}
