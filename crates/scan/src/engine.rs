@@ -27,7 +27,7 @@ use regex_automata::Input;
 use sha2::Sha256;
 
 use crate::rules::{Detector, Ruleset, Trigger};
-use crate::{Confidence, Finding, digits, mask};
+use crate::{Confidence, Finding, mask};
 
 /// Largest piece of input processed per round (keeps the working set cache-sized).
 pub const PIECE: usize = 256 * 1024;
@@ -284,7 +284,7 @@ impl Scanner {
         if !rules.digit_detectors.is_empty() {
             let Scanner { runs, scratch, .. } = self;
             runs.clear();
-            digits::for_each_run(buf, 1, |s, e| runs.push((s, e)));
+            rules.digit_finder.for_each_run(buf, |s, e| runs.push((s, e)));
             // Group runs separated by single bytes; test each detector's shape per group.
             let mut i = 0;
             while i < runs.len() {

@@ -167,6 +167,8 @@ pub struct Ruleset {
     pub(crate) literal_total: usize,
     /// Indices of digit-triggered detectors.
     pub(crate) digit_detectors: Vec<usize>,
+    /// The digit-run prefilter.
+    pub(crate) digit_finder: crate::digits::DigitFinder,
     /// Bytes kept before the oldest undecided position (look-behind + context).
     pub(crate) left_margin: usize,
     /// Bytes of a large chunk scanned together with the carry (see `engine::STITCH`).
@@ -632,7 +634,7 @@ impl Ruleset {
         let left_margin = 1 + detectors.iter().map(Detector::context_within).max().unwrap_or(0);
         let carry_bound = detectors.iter().map(|d| d.max_len + 1 + d.context_within()).max().unwrap_or(0) + left_margin;
         let stitch = (2 * carry_bound).clamp(256, crate::engine::STITCH);
-        Ok(Ruleset { detectors, ac, hit_owners, literal_total: patterns.len(), digit_detectors, left_margin, stitch })
+        Ok(Ruleset { detectors, ac, hit_owners, literal_total: patterns.len(), digit_detectors, digit_finder: crate::digits::DigitFinder::new(), left_margin, stitch })
     }
 
     /// The compiled detectors, in load order.
