@@ -16,7 +16,8 @@
 //! Argon2 is deliberately slow (tens of milliseconds): a proxy that verified it on every request
 //! would spend its CPU hashing. Successful verifications are remembered as a keyed SHA-256 of
 //! (user, password) under a per-process random key, so a repeated `Proxy-Authorization` costs
-//! one SHA-256; a wrong password always goes through Argon2.
+//! one SHA-256; a wrong password always goes through Argon2, and so does an unknown user name
+//! (against a dummy hash), so timing does not reveal which users exist.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -177,7 +178,17 @@ impl Users {
 
     /// Verify a user's password; the identity on success.
     pub fn verify(&self, user: &str, password: &str) -> Option<Identity> {
-        let account = self.accounts.get(user)?;
+        let Some(account) = self.accounts.get(user) else {
+            // Spend the same Argon2 time on unknown users as on wrong passwords, so response
+            // times do not tell which user names exist.
+            static DUMMY: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+            if let Some(phc) = DUMMY.get_or_init(|| hash_password("portcullis-unknown-user").ok())
+                && let Ok(parsed) = PasswordHash::new(phc)
+            {
+                let _ = argon2::Argon2::default().verify_password(password.as_bytes(), &parsed);
+            }
+            return None;
+        };
         let mut h = Sha256::new();
         h.update(self.key);
         h.update(user.as_bytes());
