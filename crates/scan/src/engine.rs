@@ -22,6 +22,7 @@
 
 use std::sync::Arc;
 
+use aho_corasick::AhoCorasick;
 use hmac::{Hmac, Mac};
 use regex_automata::Input;
 use sha2::Sha256;
@@ -40,6 +41,21 @@ pub const STITCH: usize = 16 * 1024;
 pub const MAX_SAMPLES: usize = 5;
 /// Most offsets / value HMACs per finding.
 pub const MAX_OFFSETS: usize = 32;
+/// Samples and HMACs are collected from a detector's first this-many values (so dense input does
+/// not pay for masking and hashing every repeated value).
+const DISTINCT_WINDOW: u64 = 1024;
+/// Bytes searched for context keywords at once (see `Scanner::context_near`).
+const CONTEXT_SPAN: usize = 4096;
+
+/// Context keyword hits of one region of the current round's buffer.
+#[derive(Clone, Debug, Default)]
+struct ContextCache {
+    /// `round_base` of the round the hits belong to.
+    round: u64,
+    lo: usize,
+    hi: usize,
+    hits: Vec<(usize, usize)>,
+}
 
 #[derive(Clone, Debug, Default)]
 struct DetState {
@@ -69,6 +85,7 @@ pub struct Scanner {
     merged: Vec<(usize, usize)>,
     /// Scratch: digit runs of the current buffer.
     runs: Vec<(usize, usize)>,
+    context_cache: Vec<ContextCache>,
 }
 
 impl std::fmt::Debug for Scanner {
@@ -96,6 +113,7 @@ impl Scanner {
             scratch: vec![Vec::new(); n],
             merged: Vec::new(),
             runs: Vec::new(),
+            context_cache: vec![ContextCache::default(); n],
         }
     }
 
@@ -231,6 +249,10 @@ impl Scanner {
         let rules = Arc::clone(&self.rules);
         let end = buf.len();
         self.round_base = base;
+        for c in &mut self.context_cache {
+            c.hi = 0;
+            c.lo = usize::MAX;
+        }
         for s in &mut self.scratch {
             s.clear();
         }
@@ -389,10 +411,12 @@ impl Scanner {
             return;
         }
         let mut confidence = d.confidence;
-        if let (Some(ctx), Some(ac)) = (&d.context, &d.context_ac) {
-            let before = &buf[s.saturating_sub(ctx.within)..s];
-            let after = &buf[e..(e + ctx.within).min(buf.len())];
-            let near = ac.is_match(before) || ac.is_match(after);
+        // Context decides reporting (required) or raises confidence; once the finding is already
+        // at High confidence, raising changes nothing and the search is skipped.
+        if let (Some(ctx), Some(ac)) = (&d.context, &d.context_ac)
+            && (ctx.required || self.states[di].confidence != Some(Confidence::High))
+        {
+            let near = self.context_near(di, ac, buf, s, e, ctx.within);
             if ctx.required && !near {
                 return;
             }
@@ -400,7 +424,10 @@ impl Scanner {
                 confidence = confidence.raised();
             }
         }
-        let hmac = self.hmac_key.as_ref().and_then(|key| {
+        let st = &self.states[di];
+        let want_hmac = st.count < DISTINCT_WINDOW && st.hmacs.len() < MAX_OFFSETS;
+        let want_sample = st.count < DISTINCT_WINDOW && st.samples.len() < MAX_SAMPLES;
+        let hmac = self.hmac_key.as_ref().filter(|_| want_hmac).and_then(|key| {
             let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).ok()?;
             mac.update(&canonical);
             Some(hex::encode(mac.finalize().into_bytes()))
@@ -411,7 +438,7 @@ impl Scanner {
         if st.offsets.len() < MAX_OFFSETS {
             st.offsets.push(self.round_base + s as u64);
         }
-        if st.samples.len() < MAX_SAMPLES {
+        if want_sample {
             let sample = match d.validator {
                 Some(v) => v.sample(value, &canonical),
                 None => mask(&String::from_utf8_lossy(value)),
@@ -421,9 +448,25 @@ impl Scanner {
             }
         }
         if let Some(h) = hmac
-            && st.hmacs.len() < MAX_OFFSETS && !st.hmacs.contains(&h) {
-                st.hmacs.push(h);
-            }
+            && !st.hmacs.contains(&h)
+        {
+            st.hmacs.push(h);
+        }
+    }
+
+    /// A context keyword lies entirely within `within` bytes before `s` or after `e`.
+    /// Keyword hits are found once per region of [`CONTEXT_SPAN`] bytes and reused by the
+    /// following values of the same detector (dense data has many values per region).
+    fn context_near(&mut self, di: usize, ac: &AhoCorasick, buf: &[u8], s: usize, e: usize, within: usize) -> bool {
+        let (ws, we) = (s.saturating_sub(within), (e + within).min(buf.len()));
+        let cache = &mut self.context_cache[di];
+        if cache.round != self.round_base || ws < cache.lo || we > cache.hi {
+            let hi = (ws + CONTEXT_SPAN).max(we).min(buf.len());
+            cache.hits.clear();
+            cache.hits.extend(ac.find_overlapping_iter(&buf[ws..hi]).map(|m| (ws + m.start(), ws + m.end())));
+            (cache.round, cache.lo, cache.hi) = (self.round_base, ws, hi);
+        }
+        cache.hits.iter().any(|&(hs, he)| (hs >= ws && he <= s) || (hs >= e && he <= we))
     }
 }
 

@@ -461,7 +461,6 @@ impl Compiling<'_> {
             None => None,
             Some(c) => Some(
                 AhoCorasickBuilder::new()
-                    .match_kind(MatchKind::LeftmostFirst)
                     .ascii_case_insensitive(true)
                     .build(&c.keywords)
                     .map_err(|e| self.err(0..0, &id, format!("context keywords: {e}")))?,

@@ -178,14 +178,23 @@ pub fn card_number(digits: &[u8]) -> bool {
 /// Payment card: the whole candidate, or the candidate without its last separator-delimited
 /// group (a card number followed by a short number).
 fn payment_card(value: &[u8]) -> Option<usize> {
-    let digits: Vec<u8> = value.iter().copied().filter(u8::is_ascii_digit).collect();
-    if card_number(&digits) {
+    let digits_of = |v: &[u8]| -> Option<([u8; 19], usize)> {
+        let mut out = [0u8; 19];
+        let mut n = 0;
+        for &b in v.iter().filter(|b| b.is_ascii_digit()) {
+            *out.get_mut(n)? = b;
+            n += 1;
+        }
+        Some((out, n))
+    };
+    if let Some((d, n)) = digits_of(value)
+        && card_number(&d[..n])
+    {
         return Some(value.len());
     }
     let cut = value.iter().rposition(|b| *b == b' ' || *b == b'-')?;
-    let head = &value[..cut];
-    let digits: Vec<u8> = head.iter().copied().filter(u8::is_ascii_digit).collect();
-    card_number(&digits).then_some(cut)
+    let (d, n) = digits_of(&value[..cut])?;
+    card_number(&d[..n]).then_some(cut)
 }
 
 fn hk_letter(b: u8) -> Option<u32> {
