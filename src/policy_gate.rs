@@ -214,8 +214,11 @@ pub fn apply_labels(e: &mut Event, labels: &BTreeMap<String, String>) {
     e.exception = get("exception");
     e.approver = get("approver");
     if let Some(w) = labels.get("would") {
-        e.simulated = true;
+        // A simulated rule matched on the way. The event is a simulation record unless the
+        // flow was really blocked (by a later, live rule): then it is a block, with the trial
+        // rule's verdict kept for the officer tuning it.
         e.would = w.parse().ok();
+        e.simulated = e.action != portcullis_audit::Action::Block;
     }
 }
 

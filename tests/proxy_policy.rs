@@ -227,3 +227,84 @@ async fn every_block_a_client_saw_survives_kill_9() {
         assert!(!text.contains("A123456(3)"), "only masked evidence is stored: {text}");
     }
 }
+
+impl Gateway {
+    /// The admin API address the gateway printed, and its bearer token.
+    fn admin(&self) -> (String, String) {
+        let log = self.proxy.log();
+        let addr = log
+            .split("admin API on http://")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no admin API line: {log}"))
+            .to_string();
+        let token = std::fs::read_to_string(self.dir.join("data/admin.token")).unwrap().trim().to_string();
+        (addr, token)
+    }
+
+    async fn admin_call(&self, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
+        let (addr, _) = self.admin();
+        let mut a: Vec<String> = vec!["-sS".into(), "-X".into(), method.into(), "-w".into(), "\n%{http_code}".into()];
+        if let Some(t) = token {
+            a.push("-H".into());
+            a.push(format!("Authorization: Bearer {t}"));
+        }
+        a.push(format!("http://{addr}{path}"));
+        let out = curl(a).await;
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+        (code.trim().parse().unwrap_or(0), body.to_string())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_policy_on_reload_keeps_the_old_one_and_a_good_one_takes_effect() {
+    let g = gateway().await;
+    let (_, token) = g.admin();
+    let drive = g.url("drive.google.com", "/");
+    assert_eq!(g.curl(Some(WONG), &["-H", "Accept: application/json", &drive]).await.code, 403);
+
+    // Break the policy file: the reload is refused with file and line, the old policy stays.
+    let policy = g.dir.join("policy.toml");
+    let good = std::fs::read_to_string(&policy).unwrap();
+    std::fs::write(&policy, format!("{good}\n[[rule]]\nid = \"oops\"\naction = \"explode\"\n")).unwrap();
+    let (code, body) = g.admin_call("POST", "/api/reload", Some(&token)).await;
+    assert_ne!(code, 200, "{body}");
+    assert!(body.contains("policy.toml"), "the error names the file: {body}");
+    assert_eq!(g.curl(Some(WONG), &["-H", "Accept: application/json", &drive]).await.code, 403, "old policy still enforced");
+
+    // A good change (cloud storage no longer blocked) takes effect on reload.
+    std::fs::write(&policy, good.replace("categories = [\"cloud-storage\"]\naction = \"block\"", "categories = [\"cloud-storage\"]\naction = \"log\"")).unwrap();
+    let (code, body) = g.admin_call("POST", "/api/reload", Some(&token)).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(g.curl(Some(WONG), &[&drive]).await.code, 200, "{}", g.proxy.log());
+    let _ = g.origin.next_request().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_api_needs_its_token_and_metrics_count_blocks() {
+    let g = gateway().await;
+    let card = g.file("card.txt", "card 4111 1111 1111 1111");
+    let r = g.curl(Some(WONG), &["-F", &card, &g.url("origin.test", "/upload")]).await;
+    assert_eq!(r.code, 403);
+    let (code, _) = g.admin_call("GET", "/api/events", None).await;
+    assert_eq!(code, 401, "no token, no events");
+    let (code, _) = g.admin_call("GET", "/healthz", None).await;
+    assert_eq!(code, 200);
+    let (code, body) = g.admin_call("GET", "/api/events?action=block", Some(&token_of(&g))).await;
+    assert_eq!(code, 200);
+    assert!(body.contains("payment-card") && !body.contains("4111 1111 1111 1111"), "{body}");
+    let (code, metrics) = g.admin_call("GET", "/metrics", Some(&token_of(&g))).await;
+    assert_eq!(code, 200);
+    let blocks: f64 = metrics
+        .lines()
+        .filter(|l| l.contains("block_detections") && l.contains("payment-card") && !l.starts_with('#'))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(blocks >= 1.0, "{metrics}");
+    assert!(metrics.contains("cert_cache_misses"), "{metrics}");
+}
+
+fn token_of(g: &Gateway) -> String {
+    g.admin().1
+}
