@@ -280,9 +280,9 @@ impl Gate for PolicyGate {
             url: format!("https://{host}:{port}/"),
         };
         match d.action {
-            // An inspectable app is intercepted so the browser gets a readable block page from
-            // the request stage (which decides the same); a 403 to a CONNECT shows nothing.
-            Action::Block if inspectable => ConnectDecision::Intercept,
+            // The policy already answers `inspect` at CONNECT for blocks of inspectable apps, so
+            // the browser gets a readable block page from the request stage; `block` here means
+            // an app that cannot be inspected, or a rule that says `stages = ["connect"]`.
             Action::Block => ConnectDecision::Block(blocked(&loaded.engine, &d, &flow)),
             _ if !inspectable => {
                 let app = flow.app.as_ref().map_or("-", |a| a.id.as_str());
