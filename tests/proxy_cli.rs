@@ -4,70 +4,20 @@
 //! `listening on` line it prints to stderr (no fixed ports, no sleeps).
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 
-use portcullis_testkit::{CertKind, Origin, TestCa, curl, sha256_hex};
-
-struct Proc {
-    child: Child,
-    addr: String,
-    stderr: Arc<Mutex<String>>,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use portcullis_testkit::{CertKind, Origin, ProxyProcess, TestCa, curl, sha256_hex};
 
 fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_portcullis")
-}
-
-/// Start `portcullis run` with a temp CA dir and the given extra args.
-fn start(dir: &Path, extra: &[String]) -> Proc {
-    let cfg = dir.join("portcullis.toml");
-    // Relative paths (audit log, keys) land beside the config file; the admin API on its own
-    // ephemeral port so tests can run in parallel.
-    std::fs::write(&cfg, format!("ca_dir = {:?}\n[admin]\nlisten = \"127.0.0.1:0\"\n", dir.join("certs").display().to_string())).unwrap();
-    let mut child = Command::new(bin())
-        .args(["run", "--config", cfg.to_str().unwrap(), "--listen", "127.0.0.1:0"])
-        .args(extra)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let log = Arc::new(Mutex::new(String::new()));
-    let (tx, rx) = std::sync::mpsc::channel();
-    let sink = log.clone();
-    std::thread::spawn(move || {
-        let mut tx = Some(tx);
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("listening on ").nth(1) {
-                if let Some(tx) = tx.take() {
-                    let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_string());
-                }
-            }
-            let mut l = sink.lock().unwrap();
-            l.push_str(&line);
-            l.push('\n');
-        }
-    });
-    let addr = rx.recv_timeout(std::time::Duration::from_secs(60)).expect("proxy printed its address");
-    Proc { child, addr, stderr: log }
 }
 
 struct Setup {
     _tmp: tempfile::TempDir,
     dir: PathBuf,
     origin: Origin,
-    proxy: Proc,
+    proxy: ProxyProcess,
 }
 
 async fn setup() -> Setup {
@@ -76,15 +26,9 @@ async fn setup() -> Setup {
     let ca = TestCa::new();
     let origin = Origin::tls(&ca, CertKind::Good).await;
     let pem = ca.write_pem(&dir);
-    let proxy = start(
-        &dir,
-        &[
-            "--resolve".into(),
-            format!("origin.test:{}:127.0.0.1", origin.port()),
-            "--upstream-ca".into(),
-            pem.display().to_string(),
-        ],
-    );
+    let args = ["--resolve".into(), format!("origin.test:{}:127.0.0.1", origin.port()), "--upstream-ca".into(), pem.display().to_string()];
+    // No admin API (tests run in parallel; the shipped default is a fixed loopback port).
+    let proxy = ProxyProcess::start(Path::new(bin()), &dir, "[admin]\nlisten = \"\"\n", &args, &[]);
     Setup { _tmp: tmp, dir, origin, proxy }
 }
 
@@ -141,7 +85,7 @@ async fn fresh_start_creates_the_ca_and_clean_uploads_pass_byte_identical() {
         assert!(got.complete, "{v}");
         assert_eq!(got.sha256, sha256_hex(&data), "{v}: byte-identical");
     }
-    let log = s.proxy.stderr.lock().unwrap().clone();
+    let log = s.proxy.log();
     assert!(!log.contains("BEGIN") && !log.contains("PRIVATE KEY"), "the CA key is never logged");
 }
 
@@ -172,7 +116,7 @@ async fn card_number_upload_is_blocked_before_the_origin_has_it() {
     assert!(body.contains("payment card") && body.contains("Incident id"));
     let _ = s.origin.next_request().await;
 
-    let log = s.proxy.stderr.lock().unwrap().clone();
+    let log = s.proxy.log();
     assert!(log.contains("blocked") && log.contains("payment-card"), "{log}");
     assert!(!log.contains("4111 1111 1111 1111"), "the log holds masked evidence only");
 }

@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use portcullis_proxy::{Action, ProxyConfig, Stage};
-use portcullis_testkit::{CertKind, MarkerGate, MemRecorder, Origin, RunningProxy, TestCa, curl, sha256_hex};
+use portcullis_testkit::{
+    CertKind, MarkerGate, MemRecorder, Origin, RunningProxy, TestCa, client_tls, connect_via, curl, read_head, sha256_hex,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 struct Env {
@@ -21,9 +23,13 @@ struct Env {
 }
 
 async fn env_with(kind: CertKind, trust_origin_ca: bool, gate: MarkerGate, tweak: impl FnOnce(&mut ProxyConfig)) -> Env {
+    env_alpn(kind, trust_origin_ca, gate, tweak, &[b"h2", b"http/1.1"]).await
+}
+
+async fn env_alpn(kind: CertKind, trust_origin_ca: bool, gate: MarkerGate, tweak: impl FnOnce(&mut ProxyConfig), alpn: &[&[u8]]) -> Env {
     let dir = tempfile::tempdir().unwrap();
     let ca = TestCa::new();
-    let origin = Origin::tls(&ca, kind).await;
+    let origin = Origin::tls_alpn(&ca, kind, alpn).await;
     let mut cfg = ProxyConfig::default();
     cfg.resolve.push(format!("origin.test:{}:127.0.0.1", origin.port()).parse().unwrap());
     cfg.resolve.push(format!("127.0.0.1:{}:127.0.0.1", origin.port()).parse().unwrap());
@@ -100,7 +106,15 @@ async fn clean_10mib_upload_arrives_identical_h1_and_h2() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blocked_upload_gets_403_and_origin_never_has_the_whole_body() {
-    let e = env().await;
+    // Upstream HTTP/2 (abort = RST_STREAM) and upstream HTTP/1.1 (abort = connection closed).
+    for upstream_alpn in [&[b"h2".as_slice(), b"http/1.1"][..], &[b"http/1.1".as_slice()][..]] {
+        let gate = MarkerGate { marker: b"MARKER-SECRET".to_vec(), ..Default::default() };
+        let e = env_alpn(CertKind::Good, true, gate, |_| {}, upstream_alpn).await;
+        blocked_upload_case(&e).await;
+    }
+}
+
+async fn blocked_upload_case(e: &Env) {
     let data = ten_mib(Some(1000));
     let f = e.file("secret.bin", &data);
     for version in ["--http1.1", "--http2"] {
@@ -169,28 +183,9 @@ async fn ip_literal_connect_gets_an_ip_san() {
 
 /// CONNECT + TLS handshake through the proxy with rustls, trusting the proxy's CA.
 async fn connect_tls(proxy: std::net::SocketAddr, host: &str, port: u16, ca_pem: &std::path::Path) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
-    use rustls_pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    for c in rustls_pki_types::CertificateDer::pem_file_iter(ca_pem).unwrap() {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let mut tcp = tokio::net::TcpStream::connect(proxy).await.unwrap();
-    tcp.write_all(format!("CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n").as_bytes()).await.unwrap();
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        let mut b = [0u8; 1];
-        tcp.read_exact(&mut b).await.unwrap();
-        head.push(b[0]);
-    }
-    assert!(head.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&head));
+    let tcp = connect_via(proxy, host, port).await;
     let name = rustls_pki_types::ServerName::try_from(host.to_string()).unwrap();
-    tokio_rustls::TlsConnector::from(Arc::new(cfg)).connect(name, tcp).await.unwrap()
+    tokio_rustls::TlsConnector::from(client_tls(ca_pem, &[b"http/1.1"])).connect(name, tcp).await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -219,13 +214,8 @@ async fn websocket_upgrade_through_interception() {
     )
     .await
     .unwrap();
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        let mut b = [0u8; 1];
-        tls.read_exact(&mut b).await.unwrap();
-        head.push(b[0]);
-    }
-    assert!(head.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&head));
+    let head = read_head(&mut tls).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
     tls.write_all(b"ping through the proxy").await.unwrap();
     let mut echo = [0u8; 22];
     tls.read_exact(&mut echo).await.unwrap();
@@ -335,15 +325,71 @@ async fn slow_headers_are_cut_off() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn opaque_bytes_in_a_tunnel_go_to_the_gate() {
     let e = env().await;
-    let mut tcp = tokio::net::TcpStream::connect(e.proxy.addr).await.unwrap();
-    let port = e.origin.port();
-    tcp.write_all(format!("CONNECT origin.test:{port} HTTP/1.1\r\nHost: origin.test\r\n\r\n").as_bytes()).await.unwrap();
-    let mut head = [0u8; 19];
-    tcp.read_exact(&mut head).await.unwrap();
-    assert!(head.starts_with(b"HTTP/1.1 200"));
+    let mut tcp = connect_via(e.proxy.addr, "origin.test", e.origin.port()).await;
     tcp.write_all(b"SSH-2.0-OpenSSH_9.0\r\n").await.unwrap();
     let mut rest = Vec::new();
     tokio::time::timeout(Duration::from_secs(20), tcp.read_to_end(&mut rest)).await.unwrap().ok();
     let recs = e.rec.snapshot();
     assert!(recs.iter().any(|r| r.stage == Stage::Opaque && r.action == Action::Block), "{recs:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_cap_refuses_extra_clients() {
+    let mut cfg = ProxyConfig::default();
+    cfg.limits.max_connections = 2;
+    let proxy = RunningProxy::start(cfg, Arc::new(MarkerGate::default()), Arc::new(MemRecorder::default())).await;
+    // Two clients, each proven accepted by an answer on a kept-alive connection.
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut tcp = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+        tcp.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+        let mut b = [0u8; 12];
+        tcp.read_exact(&mut b).await.unwrap();
+        assert_eq!(&b, b"HTTP/1.1 400");
+        held.push(tcp);
+    }
+    let mut third = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let _ = third.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(20), third.read_to_end(&mut out)).await.expect("third connection closed");
+    assert!(out.is_empty(), "the third client gets no answer: {}", String::from_utf8_lossy(&out));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_intercepted_connections_are_closed() {
+    let gate = MarkerGate::default();
+    let e = env_with(CertKind::Good, true, gate, |c| {
+        c.limits.idle_timeout = Duration::from_millis(300);
+        c.limits.header_read_timeout = Duration::from_secs(600);
+    })
+    .await;
+    let mut tls = connect_tls(e.proxy.addr, "origin.test", e.origin.port(), &e.proxy.ca_pem).await;
+    let mut out = Vec::new();
+    // Nothing is sent: the idle timeout (not the header timeout) closes the tunnel.
+    let r = tokio::time::timeout(Duration::from_secs(20), tls.read_to_end(&mut out)).await;
+    assert!(r.is_ok(), "idle connection closed by the proxy");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_keepalive_reuse_and_tls_resumption() {
+    // With pooling: the second request rides the first connection (one upstream handshake).
+    let e = env().await;
+    for _ in 0..2 {
+        let (code, _) = e.curl(&["--http1.1", &e.url("/")]).await;
+        assert_eq!(code, 200);
+    }
+    let (a, b) = (e.origin.next_request().await, e.origin.next_request().await);
+    assert_eq!(a.conn, b.conn, "keep-alive: the second request reused the upstream connection");
+    assert_eq!(a.tls_resumed, Some(false));
+
+    // Without pooling every request is a new upstream connection, which resumes the TLS session.
+    let e = env_with(CertKind::Good, true, MarkerGate::default(), |c| c.limits.upstream_pool_max_idle_per_host = 0).await;
+    for _ in 0..2 {
+        let (code, _) = e.curl(&["--http1.1", &e.url("/")]).await;
+        assert_eq!(code, 200);
+    }
+    let (a, b) = (e.origin.next_request().await, e.origin.next_request().await);
+    assert_ne!(a.conn, b.conn);
+    assert_eq!(a.tls_resumed, Some(false));
+    assert_eq!(b.tls_resumed, Some(true), "second upstream connection resumed the session");
 }

@@ -518,12 +518,9 @@ impl ProxyProcess {
         let (tx, rx) = std::sync::mpsc::channel();
         let sink = log.clone();
         std::thread::spawn(move || {
-            let mut tx = Some(tx);
             for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Some(rest) = line.split("listening on ").nth(1) {
-                    if let Some(tx) = tx.take() {
-                        let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_string());
-                    }
+                    let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_string());
                 }
                 if let Ok(mut l) = sink.lock() {
                     l.push_str(&line);

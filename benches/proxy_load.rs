@@ -1,0 +1,257 @@
+//! Proxy load bench: `portcullis run` (release, as its own process) versus going direct, in the
+//! same run, against the same loopback TLS origin (testkit). Run with `benches/proxy_bench.sh`
+//! (or `cargo bench --bench proxy_load`).
+//!
+//! Phases (each measured direct, then through the proxy, for `PHASE_SECS`):
+//! 1. 1 MiB uploads (POST) on keep-alive HTTPS connections — through the proxy they are
+//!    intercepted and inspected by the real DLP gate (built-in detectors).
+//! 2. Small GETs on keep-alive HTTPS connections (intercepted) and plain HTTP (absolute-form).
+//! 3. New connection per request: TCP + (CONNECT) + TLS handshake + one GET.
+//! 4. Idle connections: RSS growth of the proxy per idle intercepted connection.
+//!
+//! Proxy CPU per request comes from /proc/PID/stat (utime+stime), peak RSS from VmHWM.
+//! The load generator and the origin share this process; on a 2-core machine all three compete
+//! for the CPU, so ratios (same run, same load generator) matter more than absolute figures.
+#![allow(clippy::unwrap_used)]
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use portcullis_testkit::{CertKind, Origin, ProxyProcess, TestCa, client_tls, connect_via};
+use tokio::net::TcpStream;
+
+fn phase_secs() -> u64 {
+    std::env::var("PHASE_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(5)
+}
+
+fn start_proxy(dir: &Path, origin_port: u16, origin_pem: &Path) -> ProxyProcess {
+    let args = ["--resolve".into(), format!("origin.test:{origin_port}:127.0.0.1"), "--upstream-ca".into(), origin_pem.display().to_string()];
+    ProxyProcess::start(Path::new(env!("CARGO_BIN_EXE_portcullis")), dir, "[admin]\nlisten = \"\"\n", &args, &[("PORTCULLIS_LOG", "warn")])
+}
+
+/// How a client reaches the origin.
+#[derive(Clone)]
+struct Route {
+    origin: SocketAddr,
+    proxy: Option<SocketAddr>,
+    tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+async fn open(route: &Route) -> Sender {
+    let port = route.origin.port();
+    let tcp = match (route.proxy, &route.tls) {
+        (Some(proxy), Some(_)) => connect_via(proxy, "origin.test", port).await,
+        (proxy, _) => TcpStream::connect(proxy.unwrap_or(route.origin)).await.unwrap(),
+    };
+    tcp.set_nodelay(true).unwrap();
+    match &route.tls {
+        Some(cfg) => {
+            let name = rustls_pki_types::ServerName::try_from("origin.test").unwrap();
+            let tls = tokio_rustls::TlsConnector::from(cfg.clone()).connect(name, tcp).await.unwrap();
+            let (s, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.unwrap();
+            tokio::spawn(conn);
+            s
+        }
+        None => {
+            let (s, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await.unwrap();
+            tokio::spawn(conn);
+            s
+        }
+    }
+}
+
+async fn request(s: &mut Sender, route: &Route, method: &str, path: &str, body: Bytes) -> usize {
+    let port = route.origin.port();
+    // Plain HTTP through the proxy uses absolute-form; otherwise origin-form.
+    let uri = if route.proxy.is_some() && route.tls.is_none() { format!("http://origin.test:{port}{path}") } else { path.to_string() };
+    let req = hyper::Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("host", format!("origin.test:{port}"))
+        .header("content-type", "text/plain")
+        .body(Full::new(body))
+        .unwrap();
+    s.ready().await.unwrap();
+    let resp = s.send_request(req).await.unwrap();
+    assert!(resp.status().is_success(), "status {}", resp.status());
+    resp.into_body().collect().await.unwrap().to_bytes().len()
+}
+
+/// `conns` keep-alive connections doing `method path` with `body` for the phase; returns req/s.
+async fn keepalive(route: &Route, conns: usize, method: &'static str, path: &'static str, body: Bytes) -> f64 {
+    let stop = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..conns {
+        let (route, stop, count, body) = (route.clone(), stop.clone(), count.clone(), body.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut s = open(&route).await;
+            while !stop.load(Ordering::Relaxed) {
+                request(&mut s, &route, method, path, body.clone()).await;
+                count.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    let start = Instant::now();
+    tokio::time::sleep(Duration::from_secs(phase_secs())).await;
+    stop.store(true, Ordering::Relaxed);
+    let n = count.load(Ordering::Relaxed);
+    let secs = start.elapsed().as_secs_f64();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    n as f64 / secs
+}
+
+/// New connection (and TLS handshake) per request; returns connections/s.
+async fn new_conns(route: &Route, workers: usize) -> f64 {
+    let stop = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..workers {
+        let (route, stop, count) = (route.clone(), stop.clone(), count.clone());
+        tasks.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let mut s = open(&route).await;
+                request(&mut s, &route, "GET", "/bytes/64", Bytes::new()).await;
+                count.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    let start = Instant::now();
+    tokio::time::sleep(Duration::from_secs(phase_secs())).await;
+    stop.store(true, Ordering::Relaxed);
+    let n = count.load(Ordering::Relaxed);
+    let secs = start.elapsed().as_secs_f64();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    n as f64 / secs
+}
+
+/// Run the direct measurement, then the proxied one while sampling the proxy's CPU.
+async fn phase(
+    name: &'static str,
+    unit: &'static str,
+    proxy: &ProxyProcess,
+    direct: impl std::future::Future<Output = f64>,
+    proxied: impl std::future::Future<Output = f64>,
+) -> Row {
+    let d = direct.await;
+    let c0 = proxy.cpu_secs();
+    let t0 = Instant::now();
+    let v = proxied.await;
+    let cpu = proxy.cpu_secs() - c0;
+    let n = v * t0.elapsed().as_secs_f64();
+    Row { name, unit, direct: d, proxied: v, cpu_ms_per_req: cpu * 1000.0 / n }
+}
+
+struct Row {
+    name: &'static str,
+    unit: &'static str,
+    direct: f64,
+    proxied: f64,
+    cpu_ms_per_req: f64,
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    // `cargo bench` passes --bench; any other args are ignored.
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = TestCa::new();
+    let origin = Origin::tls(&ca, CertKind::Good).await;
+    let plain_origin = Origin::plain().await;
+    let origin_pem = ca.write_pem(tmp.path());
+    let proxy_dir = tmp.path().join("proxy").tap_mkdir();
+    let proxy = start_proxy(&proxy_dir, origin.port(), &origin_pem);
+    // Plain requests name origin.test too, so the plain origin gets its own proxy process.
+    let proxy_plain = start_proxy(&tmp.path().join("proxy-plain").tap_mkdir(), plain_origin.port(), &origin_pem);
+    let (o_addr, p_addr) = (origin.addr, plain_origin.addr);
+    // The origins record every request in an unbounded channel; drain it so memory stays flat.
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = origin.next_request() => {}
+                _ = plain_origin.next_request() => {}
+            }
+        }
+    });
+
+    let origin_tls = client_tls(&tmp.path().join("origin-ca.pem"), &[b"http/1.1"]);
+    let proxy_tls = client_tls(&proxy_dir.join("certs/ca.pem"), &[b"http/1.1"]);
+    let direct = Route { origin: o_addr, proxy: None, tls: Some(origin_tls) };
+    let via = Route { origin: o_addr, proxy: Some(proxy.addr), tls: Some(proxy_tls) };
+    let direct_plain = Route { origin: p_addr, proxy: None, tls: None };
+    let via_plain = Route { origin: p_addr, proxy: Some(proxy_plain.addr), tls: None };
+
+    // Warm up: mint the leaf, fill pools.
+    let _ = keepalive(&via, 2, "GET", "/bytes/64", Bytes::new()).await;
+
+    let mib: Bytes = {
+        let words = b"the quarterly report is attached please review before friday ";
+        (0..1024 * 1024).map(|i| words[i % words.len()]).collect::<Vec<u8>>().into()
+    };
+    let mut rows = Vec::new();
+
+    let upload = |r: Route| {
+        let mib = mib.clone();
+        async move { keepalive(&r, 4, "POST", "/upload", mib).await }
+    };
+    let get = |r: Route| async move { keepalive(&r, 32, "GET", "/bytes/64", Bytes::new()).await };
+    let conn = |r: Route| async move { new_conns(&r, 8).await };
+    rows.push(phase("1 MiB upload, inspected (4 conns)", "MiB/s", &proxy, upload(direct.clone()), upload(via.clone())).await);
+    rows.push(phase("small GET keep-alive, HTTPS intercepted (32 conns)", "req/s", &proxy, get(direct.clone()), get(via.clone())).await);
+    rows.push(phase("small GET keep-alive, plain HTTP (32 conns)", "req/s", &proxy_plain, get(direct_plain), get(via_plain)).await);
+    rows.push(phase("new CONNECT+TLS+GET per request (8 workers)", "conn/s", &proxy, conn(direct), conn(via.clone())).await);
+
+    // 4. Idle intercepted connections: RSS per connection.
+    let idle_n = std::env::var("IDLE_CONNS").ok().and_then(|s| s.parse().ok()).unwrap_or(1000usize);
+    let rss0 = proxy.status_kib("VmRSS:");
+    let mut idle = Vec::with_capacity(idle_n);
+    for _ in 0..idle_n {
+        let mut s = open(&via).await;
+        request(&mut s, &via, "GET", "/bytes/64", Bytes::new()).await;
+        idle.push(s);
+    }
+    let rss1 = proxy.status_kib("VmRSS:");
+    let per_conn_kib = (rss1.saturating_sub(rss0)) as f64 / idle_n as f64;
+    let hwm = proxy.status_kib("VmHWM:");
+    drop(idle);
+
+    println!("\nPortcullis proxy bench — loopback, same run, same load generator (PHASE_SECS={})", phase_secs());
+    println!("{:<52} {:>8} {:>12} {:>12} {:>8} {:>14}", "phase", "unit", "direct", "proxy", "ratio", "proxy CPU/req");
+    for r in &rows {
+        let (d, v) = (r.direct, r.proxied);
+        println!(
+            "{:<52} {:>8} {:>12.1} {:>12.1} {:>7.0}% {:>11.3} ms",
+            r.name,
+            r.unit,
+            d,
+            v,
+            100.0 * v / d,
+            r.cpu_ms_per_req
+        );
+    }
+    println!("idle intercepted connections: {idle_n}, proxy RSS +{} KiB → {per_conn_kib:.1} KiB per idle connection", rss1.saturating_sub(rss0));
+    println!("proxy peak RSS (VmHWM): {:.1} MiB", hwm as f64 / 1024.0);
+    drop(proxy_plain);
+}
+
+trait TapMkdir {
+    fn tap_mkdir(self) -> Self;
+}
+
+impl TapMkdir for std::path::PathBuf {
+    fn tap_mkdir(self) -> Self {
+        std::fs::create_dir_all(&self).unwrap();
+        self
+    }
+}
