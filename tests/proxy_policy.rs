@@ -308,3 +308,27 @@ async fn the_admin_api_needs_its_token_and_metrics_count_blocks() {
 fn token_of(g: &Gateway) -> String {
     g.admin().1
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_non_tls_protocol_inside_a_tunnel_is_classified_opaque_blocked_and_logged() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let g = gateway().await;
+    let mut tcp = tokio::net::TcpStream::connect(g.proxy.addr).await.unwrap();
+    let auth = "d29uZy5zaXVtaW5nOmV4YW1wbGUtb25seS1jaGFuZ2UtbWUtdG9v"; // base64 of WONG
+    let target = format!("origin.test:{}", g.origin.port());
+    tcp.write_all(format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\nProxy-Authorization: Basic {auth}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let head = portcullis_testkit::read_head(&mut tcp).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    // A messaging client's own framing, not TLS.
+    tcp.write_all(b"\x00\x00\x00\x2aMTProto-like frame with a document inside").await.unwrap();
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), tcp.read_to_end(&mut rest)).await.expect("tunnel closed");
+    assert!(!String::from_utf8_lossy(&rest).contains("MTProto"), "nothing was relayed back");
+    let events = g.wait_events(&["--action", "block", "--host", "origin.test"], 1).await;
+    assert!(
+        events.iter().any(|e| e["rule"] == "block-opaque-tunnels" && e["activity"] == "opaque"),
+        "{events:?}"
+    );
+}

@@ -111,7 +111,16 @@ fn restricted_categories_blocked_for_everyone() {
     let d = t.request(Some(&bob), "GET", "news.qq.com", "/");
     assert_eq!((d.action, rule(&d)), (Action::Allow, None));
     let d = t.connect(Some(&bob), "www.example.com");
-    assert_eq!((d.action, rule(&d)), (Action::Inspect, Some("inspect-uploads")), "activity unknown until intercepted");
+    assert_eq!((d.action, rule(&d)), (Action::Inspect, Some("block-opaque-tunnels")), "activity unknown until intercepted");
+}
+
+#[test]
+fn non_tls_bytes_in_a_tunnel_are_blocked_by_default() {
+    let t = T::builtin();
+    let bob = who("bob", &["staff"]);
+    let flow = t.engine.classify(&FlowHead { host: "www.example.com", port: Some(443), ip: None, method: None, path: None });
+    let d = t.engine.decide(Some(&bob), &flow, Stage::Connect, BodyFacts::default(), std::time::SystemTime::now());
+    assert_eq!((d.action, rule(&d)), (Action::Block, Some("block-opaque-tunnels")));
 }
 
 #[test]
