@@ -177,7 +177,7 @@ impl TextOut {
         TextOut { sink, pending: Vec::new(), tap }
     }
 
-    fn to_scanner(&mut self, cx: &mut Ctx, data: &[u8]) -> Res {
+    fn scan_text(&mut self, cx: &mut Ctx, data: &[u8]) -> Res {
         if self.pending.is_empty() && data.len() >= SCAN_BATCH {
             return cx.feed(self.sink, data);
         }
@@ -190,7 +190,7 @@ impl TextOut {
     }
 
     pub fn write(&mut self, cx: &mut Ctx, data: &[u8]) -> Res {
-        self.to_scanner(cx, data)?;
+        self.scan_text(cx, data)?;
         if let Some(tap) = self.tap.as_mut() {
             tap.write(cx, data)?;
         }
@@ -199,7 +199,7 @@ impl TextOut {
 
     /// End of a field/value/paragraph: a line break for the scanner, end of any base64 run.
     pub fn boundary(&mut self, cx: &mut Ctx) -> Res {
-        self.to_scanner(cx, b"\n")?;
+        self.scan_text(cx, b"\n")?;
         if let Some(tap) = self.tap.as_mut() {
             tap.end_run(cx)?;
         }
