@@ -149,7 +149,9 @@ pub struct FileInfo {
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub verdict: Verdict,
-    /// Findings of all text streams, merged per detector, sorted by detector id.
+    /// Findings of all text streams, merged per detector, sorted by detector id. Each text
+    /// stream (a file's text, a decoded blob) has its own scanner, so a detector's `min_count`
+    /// is met within one stream, and `offsets` are offsets in that stream's extracted text.
     pub findings: Vec<Finding>,
     /// Why the content is (partly) unscannable; set whenever something was not inspected, even
     /// if the verdict is `match`.
