@@ -393,3 +393,28 @@ async fn upstream_keepalive_reuse_and_tls_resumption() {
     assert_eq!(a.tls_resumed, Some(false));
     assert_eq!(b.tls_resumed, Some(true), "second upstream connection resumed the session");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_rapid_reset_closes_the_connection() {
+    let e = env().await;
+    let tcp = connect_via(e.proxy.addr, "origin.test", e.origin.port()).await;
+    let name = rustls_pki_types::ServerName::try_from("origin.test").unwrap();
+    let tls = tokio_rustls::TlsConnector::from(client_tls(&e.proxy.ca_pem, &[b"h2"])).connect(name, tcp).await.unwrap();
+    let (mut client, conn) = h2::client::handshake(tls).await.unwrap();
+    let conn = tokio::spawn(conn);
+    let uri = e.url("/");
+    // HEADERS immediately followed by RST_STREAM, many times (CVE-2023-44487).
+    for _ in 0..2000 {
+        client = match client.ready().await {
+            Ok(c) => c,
+            Err(_) => break,
+        };
+        let req = http::Request::get(uri.as_str()).body(()).unwrap();
+        let Ok((resp, mut stream)) = client.send_request(req, false) else { break };
+        stream.send_reset(h2::Reason::CANCEL);
+        drop(resp);
+    }
+    let ended = tokio::time::timeout(Duration::from_secs(20), conn).await.expect("the proxy closed the connection");
+    let err = ended.unwrap().expect_err("closed with an error (GOAWAY)");
+    assert_eq!(err.reason(), Some(h2::Reason::ENHANCE_YOUR_CALM), "{err}");
+}
