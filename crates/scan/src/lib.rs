@@ -8,11 +8,15 @@
 //!
 //! 1. **Prefilter.** All literals of all detectors (keywords, markers like `PRIVATE KEY`,
 //!    prefixes like `AKIA`, whole keyword dictionaries, and literal prefixes extracted from
-//!    officers' own regexes) compile into **one** Aho-Corasick automaton, run once over the data.
-//!    Detectors that have no literal (card numbers, ID numbers) declare `min_digit_run`: every
-//!    match holds a run of at least that many ASCII digits. Those share a second, equally cheap
-//!    pass that finds digit runs 32 bytes at a time with SWAR arithmetic. A regex with neither
-//!    falls back to running over everything (correct, slower; `rules check` says so).
+//!    officers' own regexes) compile into **one** Aho-Corasick automaton (leftmost-longest, so
+//!    its SIMD "Teddy" prefilter applies; literals that are prefixes of the reported one are
+//!    credited too), run once over the data. Detectors that have no literal (card numbers, ID
+//!    numbers) declare a *digit shape* instead: a run of at least `min_digit_run` digits,
+//!    optionally `min_digits` digits in a group of runs joined by single separators and
+//!    `uppercase_before_digits` capitals right before the run. They share a second pass that
+//!    finds digit runs with a SIMD searcher over the ten digits (SWAR fallback); in prose a year
+//!    or a page number matches no shape, so no regex runs for it. A regex with neither literal
+//!    nor shape falls back to running over everything (correct, slower; `rules check` warns).
 //! 2. **Confirm.** Each trigger opens a window of the detector's maximum match length on either
 //!    side; windows of one detector are merged and its regex (regex-automata's meta engine,
 //!    byte-oriented, ASCII classes, so it stays on its DFAs) runs only inside them. Look-around
@@ -26,8 +30,17 @@
 //! # Streaming
 //! The scanner is sans-IO and designed for request bodies that arrive in chunks: feeding any
 //! split of an input gives exactly the findings of the whole input (see [`engine`] for the
-//! argument), including values that straddle chunk boundaries, with memory bounded by one
-//! 256 KiB piece plus a carry of at most a few KiB (the longest possible match plus context).
+//! argument), including values that straddle chunk boundaries. Large chunks are scanned in
+//! place (only a small stitch region is copied behind the carry); the scanner itself holds a
+//! carry of at most a few KiB (the longest possible match plus context) and per-round scratch
+//! proportional to the candidates in one 256 KiB piece.
+//!
+//! # Performance (see `benches/scan_throughput.rs`)
+//! On prose the cost is the two SIMD prefilter passes; confirmation, validation and context run
+//! only near candidates. On match-dense data the cost is per value (regex confirm, checksum,
+//! context), so throughput falls with value density; samples and HMACs are only computed for a
+//! detector's first 1024 values, and context is no longer searched once a finding is at high
+//! confidence.
 //!
 //! # What is never kept
 //! Matched values exist only transiently in the scan buffer. Findings hold masked samples
