@@ -85,21 +85,16 @@ async fn request(s: &mut Sender, route: &Route, method: &str, path: &str, body: 
     resp.into_body().collect().await.unwrap().to_bytes().len()
 }
 
-/// `conns` keep-alive connections doing `method path` with `body` for the phase; returns req/s.
-async fn keepalive(route: &Route, conns: usize, method: &'static str, path: &'static str, body: Bytes) -> f64 {
+/// Run `workers` copies of `work` (each loops until told to stop, counting what it did) for the
+/// phase; returns completions per second.
+async fn run_for<F, Fut>(workers: usize, work: F) -> f64
+where
+    F: Fn(Arc<AtomicBool>, Arc<AtomicU64>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let stop = Arc::new(AtomicBool::new(false));
     let count = Arc::new(AtomicU64::new(0));
-    let mut tasks = Vec::new();
-    for _ in 0..conns {
-        let (route, stop, count, body) = (route.clone(), stop.clone(), count.clone(), body.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut s = open(&route).await;
-            while !stop.load(Ordering::Relaxed) {
-                request(&mut s, &route, method, path, body.clone()).await;
-                count.fetch_add(1, Ordering::Relaxed);
-            }
-        }));
-    }
+    let tasks: Vec<_> = (0..workers).map(|_| tokio::spawn(work(stop.clone(), count.clone()))).collect();
     let start = Instant::now();
     tokio::time::sleep(Duration::from_secs(phase_secs())).await;
     stop.store(true, Ordering::Relaxed);
@@ -111,30 +106,34 @@ async fn keepalive(route: &Route, conns: usize, method: &'static str, path: &'st
     n as f64 / secs
 }
 
+/// `conns` keep-alive connections doing `method path` with `body` for the phase; returns req/s.
+async fn keepalive(route: &Route, conns: usize, method: &'static str, path: &'static str, body: Bytes) -> f64 {
+    run_for(conns, |stop, count| {
+        let (route, body) = (route.clone(), body.clone());
+        async move {
+            let mut s = open(&route).await;
+            while !stop.load(Ordering::Relaxed) {
+                request(&mut s, &route, method, path, body.clone()).await;
+                count.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    })
+    .await
+}
+
 /// New connection (and TLS handshake) per request; returns connections/s.
 async fn new_conns(route: &Route, workers: usize) -> f64 {
-    let stop = Arc::new(AtomicBool::new(false));
-    let count = Arc::new(AtomicU64::new(0));
-    let mut tasks = Vec::new();
-    for _ in 0..workers {
-        let (route, stop, count) = (route.clone(), stop.clone(), count.clone());
-        tasks.push(tokio::spawn(async move {
+    run_for(workers, |stop, count| {
+        let route = route.clone();
+        async move {
             while !stop.load(Ordering::Relaxed) {
                 let mut s = open(&route).await;
                 request(&mut s, &route, "GET", "/bytes/64", Bytes::new()).await;
                 count.fetch_add(1, Ordering::Relaxed);
             }
-        }));
-    }
-    let start = Instant::now();
-    tokio::time::sleep(Duration::from_secs(phase_secs())).await;
-    stop.store(true, Ordering::Relaxed);
-    let n = count.load(Ordering::Relaxed);
-    let secs = start.elapsed().as_secs_f64();
-    for t in tasks {
-        t.await.unwrap();
-    }
-    n as f64 / secs
+        }
+    })
+    .await
 }
 
 /// Run the direct measurement, then the proxied one while sampling the proxy's CPU.

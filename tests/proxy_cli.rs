@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use portcullis_testkit::{CertKind, Origin, ProxyProcess, TestCa, curl, sha256_hex};
+use portcullis_testkit::{CertKind, Origin, ProxyProcess, TestCa, curl_via, sha256_hex};
 
 fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_portcullis")
@@ -34,21 +34,7 @@ async fn setup() -> Setup {
 
 impl Setup {
     async fn curl(&self, args: &[&str]) -> (u16, String) {
-        let mut a: Vec<String> = vec![
-            "-sS".into(),
-            "--proxy".into(),
-            format!("http://{}", self.proxy.addr),
-            "--cacert".into(),
-            self.dir.join("certs/ca.pem").display().to_string(),
-            "-w".into(),
-            "\n%{http_code}".into(),
-        ];
-        a.extend(args.iter().map(|s| s.to_string()));
-        let out = curl(a).await;
-        let text = String::from_utf8_lossy(&out.stdout).to_string();
-        let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
-        let code = code.trim().parse().unwrap_or_else(|_| panic!("curl: {text:?} {}", String::from_utf8_lossy(&out.stderr)));
-        (code, body.to_string())
+        curl_via(&format!("http://{}", self.proxy.addr), &self.dir.join("certs/ca.pem"), args).await
     }
 
     fn url(&self) -> String {

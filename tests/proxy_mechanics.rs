@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use portcullis_proxy::{Action, ProxyConfig, Stage};
 use portcullis_testkit::{
-    CertKind, MarkerGate, MemRecorder, Origin, RunningProxy, TestCa, client_tls, connect_via, curl, read_head, sha256_hex,
+    CertKind, MarkerGate, MemRecorder, Origin, RunningProxy, TestCa, client_tls, connect_via, curl, curl_via, read_head,
+    sha256_hex,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -55,21 +56,7 @@ impl Env {
 
     /// curl through the proxy; returns (status, body).
     async fn curl(&self, args: &[&str]) -> (u16, String) {
-        let mut a: Vec<String> = vec![
-            "-sS".into(),
-            "--proxy".into(),
-            self.proxy.proxy_url(),
-            "--cacert".into(),
-            self.proxy.ca_pem.display().to_string(),
-            "-w".into(),
-            "\n%{http_code}".into(),
-        ];
-        a.extend(args.iter().map(|s| s.to_string()));
-        let out = curl(a).await;
-        let text = String::from_utf8_lossy(&out.stdout).to_string();
-        let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
-        let code = code.trim().parse().unwrap_or_else(|_| panic!("curl output {text:?} stderr {}", String::from_utf8_lossy(&out.stderr)));
-        (code, body.to_string())
+        curl_via(&self.proxy.proxy_url(), &self.proxy.ca_pem, args).await
     }
 
     fn file(&self, name: &str, data: &[u8]) -> String {
@@ -415,6 +402,7 @@ async fn http2_rapid_reset_closes_the_connection() {
         drop(resp);
     }
     let ended = tokio::time::timeout(Duration::from_secs(20), conn).await.expect("the proxy closed the connection");
-    let err = ended.unwrap().expect_err("closed with an error (GOAWAY)");
-    assert_eq!(err.reason(), Some(h2::Reason::ENHANCE_YOUR_CALM), "{err}");
+    let err = ended.unwrap().expect_err("closed by the proxy, not by us");
+    // GOAWAY(ENHANCE_YOUR_CALM) — or, if our writes raced the close, the broken pipe after it.
+    assert!(err.reason() == Some(h2::Reason::ENHANCE_YOUR_CALM) || err.is_io(), "{err}");
 }

@@ -552,3 +552,26 @@ impl ProxyProcess {
         self.stderr.lock().map(|s| s.clone()).unwrap_or_default()
     }
 }
+
+/// curl through `proxy` (an `http://` proxy URL) trusting `ca_pem`, plus `args`; returns the
+/// status code (0 when curl got no HTTP answer, e.g. a refused CONNECT) and the body.
+pub async fn curl_via(proxy: &str, ca_pem: &Path, args: &[&str]) -> (u16, String) {
+    let mut a: Vec<String> = vec![
+        "-sS".into(),
+        "--proxy".into(),
+        proxy.to_string(),
+        "--cacert".into(),
+        ca_pem.display().to_string(),
+        "-w".into(),
+        "\n%{http_code}".into(),
+    ];
+    a.extend(args.iter().map(|s| s.to_string()));
+    let out = curl(a).await;
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+    let code = code
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("curl output {text:?}, stderr {}", String::from_utf8_lossy(&out.stderr)));
+    (code, body.to_string())
+}
