@@ -2,7 +2,7 @@
 //!
 //! The layers, in order, each testable on its own:
 //!
-//! 1. **Entry** ([`plain`] for the listener, [`intercepted`] inside a TLS tunnel): CONNECT goes to
+//! 1. **Entry** (`plain` for the listener, `intercepted` inside a TLS tunnel): CONNECT goes to
 //!    `connect`; an intercepted request gets its absolute URI rebuilt from the CONNECT target
 //!    (the `Host` header is not trusted to pick the destination).
 //! 2. **Authenticate** (plain requests only; tunnelled requests inherit the CONNECT identity).
@@ -11,9 +11,9 @@
 //! 4. **Rewrite** ([`strip_hop_by_hop`]): hop-by-hop headers and `Expect` go (the proxy itself
 //!    answers `100-continue` by reading the body), the version becomes the upstream's business.
 //! 5. **Send** through the pooled upstream client with the body wrapped in
-//!    [`InspectedBody`](crate::inspect::InspectedBody); a block from the inspector wins the race
+//!    [`InspectedBody`]; a block from the inspector wins the race
 //!    against the upstream response.
-//! 6. **Rescue** ([`upstream_failure`]): typed errors become pages — client body broken → 400,
+//! 6. **Rescue** (`upstream_failure`): typed errors become pages — client body broken → 400,
 //!    SSRF → 403, bad certificate → 502 naming the reason, timeout → 504.
 //! 7. **Record** (`block_response`): a block is recorded durably, then the page is sent.
 

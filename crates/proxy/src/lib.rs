@@ -16,11 +16,19 @@
 //! | [`config`] | validated settings and safe limits |
 //! | `server` (this file) | listener, client allow-list, connection cap, idle timeout |
 //! | `connect` | CONNECT: decide, peek ClientHello, intercept / tunnel / opaque |
+//! | [`framing`] | request-smuggling guard: CL+TE heads found in the raw HTTP/1.1 stream → 400 |
 //! | [`forward`] | one request: gate, rewrite, send, rescue, record |
 //! | [`inspect`] | request body through the inspector, tail held back until the verdict |
 //! | [`upstream`] | verified TLS, pooling, resumption, typed errors |
 //! | [`addr`] | DNS overrides and the SSRF guard |
 //! | [`pages`] | block and error pages, HTML or JSON |
+//! | [`io`] | replay of peeked bytes, idle-timeout activity clock |
+//!
+//! Limits (all in [`Limits`], safe defaults): request head size (`max_buf_size` / HTTP/2 header
+//! list), head read time (hyper's `header_read_timeout`: slowloris), idle time (no byte either way,
+//! tunnels included), connection count (a semaphore permit held by every task of a client, so
+//! tunnels count), HTTP/2 concurrent streams and rapid-reset counters (hyper/h2's
+//! `max_pending_accept_reset_streams`, `max_local_error_reset_streams`).
 #![forbid(unsafe_code)]
 
 pub mod addr;
