@@ -44,9 +44,17 @@ impl DigitFinder {
         };
         let n = hay.len();
         let mut i = 0;
+        // Where digits are dense (tables, binary) a search call per run costs more than the
+        // SWAR loop: after 8 runs in a row closer than 64 bytes, finish with SWAR. `i` is never
+        // inside a run, so the two report exactly the same runs.
+        let mut dense = 0;
         while i < n {
+            if dense >= 8 {
+                return for_each_run(&hay[i..], 1, |s, e| f(i + s, i + e));
+            }
             let Some(m) = teddy.find_in(hay, aho_corasick::Span::from(i..n)) else { break };
             let s = m.start();
+            dense = if s - i < 64 { dense + 1 } else { 0 };
             let mut e = s + 1;
             while e < n && hay[e].is_ascii_digit() {
                 e += 1;
@@ -184,6 +192,11 @@ mod tests {
         let mut v = Vec::new();
         finder.for_each_run(b"12", |s, e| v.push((s, e)));
         assert_eq!(v, [(0, 2)]);
+        // Dense digits switch to the SWAR loop part-way.
+        let dense: Vec<u8> = (0..2000u32).map(|i| if i % 7 < 3 { b'0' + (i % 10) as u8 } else { b'x' }).collect();
+        let mut v = Vec::new();
+        finder.for_each_run(&dense, |s, e| v.push((s, e)));
+        assert_eq!(v, naive(&dense, 1));
     }
 
     #[test]
