@@ -78,14 +78,15 @@ fn docx(xml_size: usize, media: usize) -> (Vec<u8>, Vec<Vec<u8>>) {
     xml.push_str(r#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?><w:document xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"><w:body>"#);
     let mut p = 0u64;
     while xml.len() < xml_size {
-        let (a, b, c) = if p % 50_000 == 11 {
-            ("HKID A12".to_string(), "3456".to_string(), "(3) on file".to_string())
+        if p % 50_000 == 11 {
+            // An ID split across three formatting runs.
+            xml.push_str(r#"<w:p><w:r><w:t>HKID A12</w:t></w:r><w:r><w:rPr><w:b/></w:rPr><w:t>3456</w:t></w:r><w:r><w:t>(3) on file</w:t></w:r></w:p>"#);
         } else {
-            (sentence(&mut rng, 6), sentence(&mut rng, 4), sentence(&mut rng, 8))
-        };
-        write_fmt(&mut xml, format_args!(
-            r#"<w:p><w:r><w:t xml:space="preserve">{a} </w:t></w:r><w:r><w:rPr><w:b/></w:rPr><w:t>{b}</w:t></w:r><w:r><w:t xml:space="preserve"> {c}</w:t></w:r></w:p>"#
-        ));
+            let (a, b, c) = (sentence(&mut rng, 6), sentence(&mut rng, 4), sentence(&mut rng, 8));
+            write_fmt(&mut xml, format_args!(
+                r#"<w:p><w:r><w:t xml:space="preserve">{a} </w:t></w:r><w:r><w:rPr><w:b/></w:rPr><w:t>{b}</w:t></w:r><w:r><w:t xml:space="preserve"> {c}</w:t></w:r></w:p>"#
+            ));
+        }
         p += 1;
     }
     xml.push_str("</w:body></w:document>");

@@ -18,16 +18,29 @@ pub(crate) const MIN_RUN: usize = 16;
 const WRAP_MIN: usize = 40;
 const OUT_FLUSH: usize = 16 * 1024;
 
+/// Base64 alphabet (standard and URL-safe) → 6-bit value; 0xFF for other bytes.
+static B64: [u8; 256] = {
+    let mut t = [0xFFu8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let c = i as u8;
+        t[i] = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' | b'-' => 62,
+            b'/' | b'_' => 63,
+            _ => 0xFF,
+        };
+        i += 1;
+    }
+    t
+};
+
 #[inline]
 pub(crate) fn b64_value(c: u8) -> Option<u8> {
-    match c {
-        b'A'..=b'Z' => Some(c - b'A'),
-        b'a'..=b'z' => Some(c - b'a' + 26),
-        b'0'..=b'9' => Some(c - b'0' + 52),
-        b'+' | b'-' => Some(62),
-        b'/' | b'_' => Some(63),
-        _ => None,
-    }
+    let v = B64[usize::from(c)];
+    (v != 0xFF).then_some(v)
 }
 
 /// Incremental base64 quad decoder (alphabet values in, bytes out).
@@ -128,7 +141,36 @@ impl B64Tap {
     }
 
     fn write(&mut self, cx: &mut Ctx, data: &[u8]) -> Res {
-        for &c in data {
+        let mut i = 0;
+        while i < data.len() {
+            // Fast path outside a committed run: take a whole alphabet run as a slice; most
+            // runs are words shorter than MIN_RUN and are dropped at the next separator.
+            if self.child.is_none() {
+                let start = i;
+                while i < data.len() && B64[usize::from(data[i])] != 0xFF {
+                    i += 1;
+                }
+                if i > start {
+                    self.wrapped = false;
+                    self.run_len += i - start;
+                    let room = MIN_RUN.saturating_sub(self.pending.len());
+                    if i - start < room {
+                        self.pending.extend_from_slice(&data[start..i]);
+                    } else {
+                        self.pending.extend_from_slice(&data[start..start + room]);
+                        self.commit();
+                        for &c in &data[start + room..i] {
+                            self.quad.push(B64[usize::from(c)], &mut self.out);
+                        }
+                        if self.out.len() >= OUT_FLUSH {
+                            self.flush_out(cx)?;
+                        }
+                    }
+                    continue;
+                }
+            }
+            let c = data[i];
+            i += 1;
             if let Some(v) = b64_value(c) {
                 self.wrapped = false;
                 self.run_len += 1;
