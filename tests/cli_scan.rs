@@ -1,4 +1,6 @@
 //! `portcullis scan` and `portcullis rules` through the real binary: exit codes and JSON lines.
+#![allow(clippy::unwrap_used)] // test helpers
+
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
