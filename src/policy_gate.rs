@@ -264,6 +264,9 @@ impl Gate for PolicyGate {
     }
 
     fn on_connect(&self, host: &str, port: u16, client: SocketAddr, identity: &Identity) -> ConnectDecision {
+        if let Some(m) = &self.metrics {
+            m.inc_request();
+        }
         if let Some(b) = self.bypass.iter().find(|b| b.matches(host)) {
             return ConnectDecision::Tunnel { reason: b.reason.clone() };
         }

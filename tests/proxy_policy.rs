@@ -219,6 +219,13 @@ async fn every_block_a_client_saw_survives_kill_9() {
     g.proxy.child.kill().unwrap(); // SIGKILL: no shutdown path, no final flush
     g.proxy.child.wait().unwrap();
     let db = g.dir.join("data/audit.db");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for f in ["data/audit.db", "data/admin.token", "data/value-hmac.key"] {
+            let mode = std::fs::metadata(g.dir.join(f)).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{f} is private");
+        }
+    }
     for id in &incidents {
         let out = Command::new(BIN).args(["logs", "show", id, "--db", db.to_str().unwrap()]).output().unwrap();
         assert!(out.status.success(), "incident {id} lost: {}", String::from_utf8_lossy(&out.stderr));

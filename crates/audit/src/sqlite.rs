@@ -141,6 +141,11 @@ impl SqliteStore {
         {
             std::fs::create_dir_all(parent).map_err(|source| AuditError::Io { path: parent.to_path_buf(), source })?;
         }
+        if options.create && !path.exists() {
+            // The log names users and carries masked evidence and value HMACs: owner-only from
+            // the first byte. SQLite gives the -wal and -shm files the database file's mode.
+            create_private(&path).map_err(|source| AuditError::Io { path: path.clone(), source })?;
+        }
         let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
         if options.create {
             flags |= OpenFlags::SQLITE_OPEN_CREATE;
@@ -482,4 +487,19 @@ impl AuditStore for SqliteStore {
         }
         Ok(report)
     }
+}
+
+#[cfg(unix)]
+fn create_private(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(not(unix))]
+fn create_private(_path: &Path) -> std::io::Result<()> {
+    Ok(())
 }
