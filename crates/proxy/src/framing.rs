@@ -67,6 +67,11 @@ impl Tracker {
         Tracker { state: State::Off, line: Vec::new(), index: 0, max_head: 0, conflicts: Conflicts::default() }
     }
 
+    /// Request heads seen so far.
+    pub fn requests_seen(&self) -> u64 {
+        self.index
+    }
+
     /// Feed the next bytes read from the client.
     pub fn feed(&mut self, mut data: &[u8]) {
         while !data.is_empty() {
