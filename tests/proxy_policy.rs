@@ -339,3 +339,20 @@ async fn a_non_tls_protocol_inside_a_tunnel_is_classified_opaque_blocked_and_log
         "{events:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenant_restriction_headers_are_added_on_the_way_out() {
+    let g = gateway().await;
+    let (_, token) = g.admin();
+    let policy = g.dir.join("policy.toml");
+    let mut text = std::fs::read_to_string(&policy).unwrap();
+    text.push_str("\n[tenant-restrictions.google]\nX-GoogApps-Allowed-Domains = \"example.gov.hk\"\n");
+    std::fs::write(&policy, text).unwrap();
+    let (code, body) = g.admin_call("POST", "/api/reload", Some(&token)).await;
+    assert_eq!(code, 200, "{body}");
+    // The excepted user reaches Gmail; Google itself then refuses accounts outside the domain.
+    let r = g.curl(Some(CHAN), &[&g.url("mail.google.com", "/mail/u/0/")]).await;
+    assert_eq!(r.code, 200, "{}", r.body);
+    let got = g.origin.next_request().await;
+    assert_eq!(got.headers.get("x-googapps-allowed-domains").map(|v| v.to_str().unwrap()), Some("example.gov.hk"));
+}
