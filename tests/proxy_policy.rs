@@ -356,3 +356,25 @@ async fn tenant_restriction_headers_are_added_on_the_way_out() {
     let got = g.origin.next_request().await;
     assert_eq!(got.headers.get("x-googapps-allowed-domains").map(|v| v.to_str().unwrap()), Some("example.gov.hk"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_policy() {
+    let g = gateway().await;
+    let drive = g.url("drive.google.com", "/");
+    assert_eq!(g.curl(Some(WONG), &[&drive]).await.code, 403);
+    let policy = g.dir.join("policy.toml");
+    let text = std::fs::read_to_string(&policy).unwrap();
+    std::fs::write(&policy, text.replace("categories = [\"cloud-storage\"]\naction = \"block\"", "categories = [\"cloud-storage\"]\naction = \"log\"")).unwrap();
+    let status = Command::new("kill").args(["-HUP", &g.proxy.child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    // The signal is handled asynchronously: poll (bounded) until the new policy answers.
+    for _ in 0..100 {
+        if g.curl(Some(WONG), &[&drive]).await.code == 200 {
+            let _ = g.origin.next_request().await;
+            assert!(g.proxy.log().contains("reloaded"), "{}", g.proxy.log());
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("policy not reloaded on SIGHUP: {}", g.proxy.log());
+}
