@@ -143,6 +143,13 @@ impl B64Tap {
     fn write(&mut self, cx: &mut Ctx, data: &[u8]) -> Res {
         let mut i = 0;
         while i < data.len() {
+            // No run in progress: skip text that holds no run that could commit.
+            if self.child.is_none() && self.pending.is_empty() {
+                i = next_candidate(data, i);
+                if i == data.len() {
+                    break;
+                }
+            }
             // Fast path outside a committed run: take a whole alphabet run as a slice; most
             // runs are words shorter than MIN_RUN and are dropped at the next separator.
             if self.child.is_none() {
@@ -198,6 +205,90 @@ impl B64Tap {
         }
         self.flush_out(cx)
     }
+}
+
+/// Shortest run that can commit: a `=`-padded run of at least this length.
+const PAD_MIN: usize = 8;
+
+#[inline]
+fn is_b64(c: u8) -> bool {
+    let l = c | 0x20;
+    l.wrapping_sub(b'a') < 26 || c.wrapping_sub(b'0') < 10 || c == b'+' || c == b'-' || c == b'/' || c == b'_'
+}
+
+/// Bit k set iff `block[k]` is base64 alphabet (branch-free so it vectorizes).
+#[inline]
+fn alphabet_mask(block: &[u8]) -> u64 {
+    let mut flags = [0u8; 64];
+    for (f, &c) in flags.iter_mut().zip(block) {
+        let l = c | 0x20;
+        *f = u8::from(l.wrapping_sub(b'a') < 26)
+            | u8::from(c.wrapping_sub(b'0') < 10)
+            | u8::from(c == b'+')
+            | u8::from(c == b'-')
+            | u8::from(c == b'/')
+            | u8::from(c == b'_');
+    }
+    let mut m = 0u64;
+    for (k, w) in flags.chunks_exact(8).enumerate() {
+        // Bytes of 0/1 → 8 bits: byte j lands in bit 56 + j (no carries between terms).
+        let w = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+        m |= (w.wrapping_mul(0x0102_0408_1020_4080) >> 56) << (8 * k);
+    }
+    m
+}
+
+/// With no run pending at `i` (`data[i - 1]`, if any, is not base64 alphabet): the start of the
+/// first alphabet run at or after `i` that [`B64Tap`] must see — one of at least [`MIN_RUN`]
+/// chars, one of at least [`PAD_MIN`] chars ended by a `=` that commits it, or one touching the
+/// end of `data` (it may continue in the next chunk) — or `data.len()`. Every run skipped would
+/// have been collected and dropped without effect.
+fn next_candidate(data: &[u8], mut i: usize) -> usize {
+    const W: usize = 64;
+    let len = data.len();
+    // Runs that can matter are at least PAD_MIN long. Windows of W bytes overlapping by
+    // PAD_MIN - 1 contain every such run's first PAD_MIN bytes, so a window without PAD_MIN
+    // alphabet bytes in a row is skipped whole.
+    while i + W <= len {
+        let m = alphabet_mask(&data[i..i + W]);
+        let mut r = m & (m >> 1);
+        r &= r >> 2;
+        r &= r >> 4;
+        if r == 0 {
+            i += W - (PAD_MIN - 1);
+            continue;
+        }
+        let p = i + r.trailing_zeros() as usize;
+        let mut s = p;
+        while s > i && is_b64(data[s - 1]) {
+            s -= 1;
+        }
+        let mut e = p + PAD_MIN;
+        while e < len && is_b64(data[e]) {
+            e += 1;
+        }
+        if e == len || e - s >= MIN_RUN || (data[e] == b'=' && (e - s) % 4 >= 2) {
+            return s;
+        }
+        i = e + 1;
+    }
+    // Tail: run by run. A run may cross `i` after a skip (it is shorter than PAD_MIN, or a
+    // window would have caught it); start from its real beginning in case it reaches the end.
+    let mut s = i;
+    while s > 0 && is_b64(data[s - 1]) {
+        s -= 1;
+    }
+    for (k, &c) in data.iter().enumerate().skip(i) {
+        if is_b64(c) {
+            continue;
+        }
+        let n = k - s;
+        if n >= MIN_RUN || (c == b'=' && n >= PAD_MIN && n % 4 >= 2) {
+            return s;
+        }
+        s = k + 1;
+    }
+    s.min(len)
 }
 
 /// Text is handed to the scanner in pieces of at least this size (decoders emit many tiny
@@ -357,5 +448,57 @@ impl Node for Base64Body {
             self.child.write(cx, &self.out)?;
         }
         self.child.finish(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Run by run, no windows: what `next_candidate` must return.
+    fn reference(data: &[u8], i: usize) -> usize {
+        let mut s = i;
+        for (k, &c) in data.iter().enumerate().skip(i) {
+            if B64[usize::from(c)] != 0xFF {
+                continue;
+            }
+            let n = k - s;
+            if n >= MIN_RUN || (c == b'=' && n >= PAD_MIN && n % 4 >= 2) {
+                return s;
+            }
+            s = k + 1;
+        }
+        s.min(data.len())
+    }
+
+    #[test]
+    fn candidate_skip_matches_run_by_run() {
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let mut rnd = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for c in 0..=255u8 {
+            assert_eq!(is_b64(c), B64[usize::from(c)] != 0xFF, "{c}");
+        }
+        let alpha = b"AbZz09+/-_";
+        let other = b" \n=.,\"\r\x00\xff";
+        for _ in 0..20_000 {
+            let len = (rnd() % 400) as usize;
+            // Probability of an alphabet byte varies per input: sparse to dense runs.
+            let dense = rnd() % 100;
+            let data: Vec<u8> = (0..len)
+                .map(|_| {
+                    let r = rnd();
+                    if r % 100 < dense { alpha[(r >> 8) as usize % alpha.len()] } else { other[(r >> 8) as usize % other.len()] }
+                })
+                .collect();
+            let starts = std::iter::once(0).chain((1..=len).filter(|&k| B64[usize::from(data[k - 1])] == 0xFF));
+            for i in starts {
+                assert_eq!(next_candidate(&data, i), reference(&data, i), "{:?} from {i}", String::from_utf8_lossy(&data));
+            }
+        }
     }
 }
