@@ -248,47 +248,51 @@ fn next_candidate(data: &[u8], mut i: usize) -> usize {
     let len = data.len();
     // Runs that can matter are at least PAD_MIN long. Windows of W bytes overlapping by
     // PAD_MIN - 1 contain every such run's first PAD_MIN bytes, so a window without PAD_MIN
-    // alphabet bytes in a row is skipped whole.
-    while i + W <= len {
-        let m = alphabet_mask(&data[i..i + W]);
+    // alphabet bytes in a row is skipped whole. The last window is padded with non-alphabet.
+    while i < len {
+        let m = if i + W <= len {
+            alphabet_mask(&data[i..i + W])
+        } else {
+            let mut block = [0u8; W];
+            block[..len - i].copy_from_slice(&data[i..]);
+            alphabet_mask(&block)
+        };
+        // Bit p: window bytes p..p + PAD_MIN are all alphabet.
         let mut r = m & (m >> 1);
         r &= r >> 2;
         r &= r >> 4;
-        if r == 0 {
-            i += W - (PAD_MIN - 1);
-            continue;
+        let mut seen = i;
+        while r != 0 {
+            let p = i + r.trailing_zeros() as usize;
+            let mut s = p;
+            while s > seen && is_b64(data[s - 1]) {
+                s -= 1;
+            }
+            let mut e = p + PAD_MIN;
+            while e < len && is_b64(data[e]) {
+                e += 1;
+            }
+            if e == len || e - s >= MIN_RUN || (data[e] == b'=' && (e - s) % 4 >= 2) {
+                return s;
+            }
+            // This run is dropped; look for the next one in the same window.
+            seen = e + 1;
+            let off = seen - i;
+            r = if off < W { r & (!0u64 << off) } else { 0 };
         }
-        let p = i + r.trailing_zeros() as usize;
-        let mut s = p;
-        while s > i && is_b64(data[s - 1]) {
-            s -= 1;
+        if i + W >= len {
+            break;
         }
-        let mut e = p + PAD_MIN;
-        while e < len && is_b64(data[e]) {
-            e += 1;
-        }
-        if e == len || e - s >= MIN_RUN || (data[e] == b'=' && (e - s) % 4 >= 2) {
-            return s;
-        }
-        i = e + 1;
+        i = seen.max(i + W - (PAD_MIN - 1));
     }
-    // Tail: run by run. A run may cross `i` after a skip (it is shorter than PAD_MIN, or a
-    // window would have caught it); start from its real beginning in case it reaches the end.
-    let mut s = i;
+    // A run shorter than PAD_MIN may still reach the end of the data (and continue in the next
+    // chunk): it starts where the last non-alphabet byte is. Callers start after a non-alphabet
+    // byte (or at 0), so this never goes back past their start.
+    let mut s = len;
     while s > 0 && is_b64(data[s - 1]) {
         s -= 1;
     }
-    for (k, &c) in data.iter().enumerate().skip(i) {
-        if is_b64(c) {
-            continue;
-        }
-        let n = k - s;
-        if n >= MIN_RUN || (c == b'=' && n >= PAD_MIN && n % 4 >= 2) {
-            return s;
-        }
-        s = k + 1;
-    }
-    s.min(len)
+    s
 }
 
 /// Text is handed to the scanner in pieces of at least this size (decoders emit many tiny
