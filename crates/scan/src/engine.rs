@@ -404,7 +404,21 @@ impl Scanner {
             }
         }
         let value = &buf[s..e];
-        let canonical = d.validator.map_or_else(|| value.to_vec(), |v| v.canonical(value));
+        // Exclusions, context and recording do not change the detector's state before the
+        // record itself, so what the record will want is known now: the canonical form is
+        // built (allocated) only when exclusions, a sample or an HMAC need it.
+        let st = &self.states[di];
+        let want_hmac = st.count < DISTINCT_WINDOW && st.hmacs.len() < MAX_OFFSETS;
+        let want_sample = st.count < DISTINCT_WINDOW && st.samples.len() < MAX_SAMPLES;
+        let need_canonical = !d.exclude_values.is_empty()
+            || !d.exclude_patterns.is_empty()
+            || want_sample
+            || (want_hmac && self.hmac_key.is_some());
+        let canonical = if need_canonical {
+            d.validator.map_or_else(|| value.to_vec(), |v| v.canonical(value))
+        } else {
+            Vec::new()
+        };
         if d.exclude_values.iter().any(|x| x.as_slice() == value || *x == canonical)
             || d.exclude_patterns.iter().any(|p| p.is_match(value) || p.is_match(&canonical))
         {
@@ -424,9 +438,6 @@ impl Scanner {
                 confidence = confidence.raised();
             }
         }
-        let st = &self.states[di];
-        let want_hmac = st.count < DISTINCT_WINDOW && st.hmacs.len() < MAX_OFFSETS;
-        let want_sample = st.count < DISTINCT_WINDOW && st.samples.len() < MAX_SAMPLES;
         let hmac = self.hmac_key.as_ref().filter(|_| want_hmac).and_then(|key| {
             let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).ok()?;
             mac.update(&canonical);

@@ -263,10 +263,10 @@ fn syntax_config(case_insensitive: bool) -> syntax::Config {
     syntax::Config::new().unicode(false).utf8(false).case_insensitive(case_insensitive)
 }
 
-fn compile_regex(pattern: &str, case_insensitive: bool) -> Result<Regex, String> {
+fn compile_regex(pattern: &str, case_insensitive: bool, prefilter: bool) -> Result<Regex, String> {
     Regex::builder()
         .syntax(syntax_config(case_insensitive))
-        .configure(Regex::config().utf8_empty(false))
+        .configure(Regex::config().utf8_empty(false).auto_prefilter(prefilter))
         .build(pattern)
         .map_err(|e| format!("bad regex: {}", one_line(&e.to_string())))
 }
@@ -402,7 +402,11 @@ impl Compiling<'_> {
                     ));
                 }
             };
-            regex = Some(compile_regex(pattern.get_ref(), raw.case_insensitive).map_err(|m| self.err(span.clone(), &id, m))?);
+            // A digit-shape detector's regex only runs in windows around digit groups, where
+            // a prefilter (a search for a digit, say) fires every few bytes and only adds
+            // restarts; its DFA is faster alone.
+            let prefilter = raw.min_digit_run.is_none();
+            regex = Some(compile_regex(pattern.get_ref(), raw.case_insensitive, prefilter).map_err(|m| self.err(span.clone(), &id, m))?);
             if literals.is_empty()
                 && let Some(prefixes) = extract_prefixes(&hir) {
                     literals = prefixes;
@@ -472,7 +476,7 @@ impl Compiling<'_> {
         for p in &exclude.patterns {
             let anchored = format!("^(?:{})$", p.get_ref());
             exclude_patterns.push(
-                compile_regex(&anchored, false).map_err(|m| self.err(p.span(), &id, format!("exclude: {m}")))?,
+                compile_regex(&anchored, false, true).map_err(|m| self.err(p.span(), &id, format!("exclude: {m}")))?,
             );
         }
         let examples = raw.examples.unwrap_or_default();

@@ -166,11 +166,13 @@ pub fn card_number(digits: &[u8]) -> bool {
     if !(12..=19).contains(&digits.len()) || !luhn(digits) {
         return false;
     }
-    let prefix = |n: usize| -> u32 {
-        digits[..n].iter().fold(0u32, |acc, d| acc * 10 + u32::from(d - b'0'))
-    };
+    // The first 1..=4 digits as numbers, computed once for all ranges.
+    let mut prefix = [0u32; 5];
+    for n in 1..5 {
+        prefix[n] = prefix[n - 1] * 10 + u32::from(digits[n - 1] - b'0');
+    }
     IIN_RANGES.iter().any(|&(lo, hi, n, lens)| {
-        let p = prefix(n);
+        let p = prefix[n];
         p >= lo && p <= hi && lens.contains(&digits.len())
     })
 }
@@ -205,7 +207,15 @@ fn hk_letter(b: u8) -> Option<u32> {
 /// Check digit: weights 9..2 over (letter(s), six digits), a missing first letter counts as 36
 /// (space); check = (11 - sum mod 11) mod 11, 10 written `A`.
 pub fn hkid(value: &[u8]) -> bool {
-    let chars: Vec<u8> = value.iter().copied().filter(u8::is_ascii_alphanumeric).collect();
+    // At most 9 alphanumerics can be valid; a fixed buffer avoids an allocation per candidate.
+    let mut buf = [0u8; 16];
+    let mut n = 0;
+    for &b in value.iter().filter(|b| b.is_ascii_alphanumeric()) {
+        let Some(slot) = buf.get_mut(n) else { return false };
+        *slot = b;
+        n += 1;
+    }
+    let chars = &buf[..n];
     let (letters, rest) = match chars.iter().position(u8::is_ascii_digit) {
         Some(p) => chars.split_at(p),
         None => return false,
@@ -304,7 +314,8 @@ const IBAN_LENGTHS: &[(&[u8; 2], usize)] = &[
 
 /// Length of a valid IBAN for this country code.
 pub fn iban_length(country: &[u8]) -> Option<usize> {
-    IBAN_LENGTHS.iter().find(|(c, _)| c.as_slice() == country).map(|(_, n)| *n)
+    // The table is sorted by country code (see the test below).
+    IBAN_LENGTHS.binary_search_by(|(c, _)| c.as_slice().cmp(country)).ok().map(|i| IBAN_LENGTHS[i].1)
 }
 
 /// ISO 13616 check: move the first four characters to the end, letters to 10..35, mod 97 == 1.
@@ -328,7 +339,9 @@ pub fn iban_mod97(compact: &[u8]) -> bool {
 /// length (the regex may have taken a following uppercase word).
 fn iban(value: &[u8]) -> Option<usize> {
     let want = iban_length(value.get(..2)?)?;
-    let mut compact = Vec::with_capacity(want);
+    // Country lengths are at most 34: a stack buffer avoids an allocation per candidate.
+    let mut compact = [0u8; 40];
+    let mut n = 0;
     let mut cut = None;
     for (i, &b) in value.iter().enumerate() {
         if b == b' ' {
@@ -337,8 +350,9 @@ fn iban(value: &[u8]) -> Option<usize> {
         if !b.is_ascii_alphanumeric() {
             return None;
         }
-        compact.push(b);
-        if compact.len() == want {
+        *compact.get_mut(n)? = b;
+        n += 1;
+        if n == want {
             cut = Some(i + 1);
             break;
         }
@@ -348,7 +362,7 @@ fn iban(value: &[u8]) -> Option<usize> {
     if cut < value.len() && value[cut] != b' ' {
         return None;
     }
-    iban_mod97(&compact).then_some(cut)
+    iban_mod97(&compact[..n]).then_some(cut)
 }
 
 /// Dashed US SSN `AAA-GG-SSSS`: area not 000, 666 or 900-999; group not 00; serial not 0000.
@@ -427,4 +441,30 @@ pub fn github_token(value: &[u8]) -> bool {
     }
     let (random, check) = value[4..].split_at(30);
     random.iter().chain(check).all(u8::is_ascii_alphanumeric) && base62_6(crc32(random)) == check
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iban_table_is_sorted_for_binary_search() {
+        assert!(IBAN_LENGTHS.windows(2).all(|w| w[0].0 < w[1].0));
+        for (c, n) in IBAN_LENGTHS {
+            assert_eq!(iban_length(c.as_slice()), Some(*n));
+        }
+        assert_eq!(iban_length(b"ZZ"), None);
+        assert_eq!(iban_length(b"G"), None);
+        assert_eq!(iban_length(b"GBX"), None);
+    }
+
+    #[test]
+    fn issuer_prefixes_decide_card_numbers() {
+        assert!(card_number(b"4111111111111111"));
+        assert!(card_number(b"5555555555554444"));
+        assert!(card_number(b"378282246310005"));
+        assert!(card_number(b"6011111111111117"));
+        assert!(!card_number(b"9999123456789019"));
+        assert!(!card_number(b"4111111111111112"));
+    }
 }
