@@ -40,7 +40,32 @@ fn hex(c: u8) -> Option<u8> {
 
 impl Node for FormNode {
     fn write(&mut self, cx: &mut Ctx, data: &[u8]) -> Res {
-        for &c in data {
+        let mut rest = data;
+        while !rest.is_empty() {
+            // Fast path: copy up to the next `%`, `&` or `;` in one go, `+` becoming a space.
+            if self.pct.is_none() {
+                let n = memchr::memchr3(b'%', b'&', b';', rest).unwrap_or(rest.len());
+                let from = self.buf.len();
+                self.buf.extend_from_slice(&rest[..n]);
+                for b in &mut self.buf[from..] {
+                    if *b == b'+' {
+                        *b = b' ';
+                    }
+                }
+                rest = &rest[n..];
+                let Some((&c, tail)) = rest.split_first() else { break };
+                rest = tail;
+                match c {
+                    b'%' => self.pct = Some((0, 0)),
+                    _ => {
+                        self.flush(cx)?;
+                        self.out.boundary(cx)?;
+                    }
+                }
+                continue;
+            }
+            let c = rest[0];
+            rest = &rest[1..];
             if let Some((n, acc)) = self.pct {
                 match hex(c) {
                     Some(d) if n == 0 => {
