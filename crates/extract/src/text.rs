@@ -140,7 +140,9 @@ impl B64Tap {
         Ok(())
     }
 
-    fn write(&mut self, cx: &mut Ctx, data: &[u8]) -> Res {
+    /// `ends`: sorted positions of `\n` bytes in `data` that are field boundaries (they end
+    /// a run even where a line break would continue a wrapped one).
+    fn write(&mut self, cx: &mut Ctx, data: &[u8], ends: &[usize]) -> Res {
         let mut i = 0;
         while i < data.len() {
             // No run in progress: skip text that holds no run that could commit.
@@ -196,6 +198,8 @@ impl B64Tap {
                 if self.child.is_none() && self.pending.len() >= 8 && self.pending.len() % 4 >= 2 {
                     self.commit();
                 }
+                self.end_run(cx)?;
+            } else if c == b'\n' && self.run_len > 0 && ends.binary_search(&(i - 1)).is_ok() {
                 self.end_run(cx)?;
             } else if (c == b'\n' || c == b'\r') && self.run_len >= WRAP_MIN {
                 self.wrapped = true;
@@ -300,9 +304,15 @@ fn next_candidate(data: &[u8], mut i: usize) -> usize {
 const SCAN_BATCH: usize = 32 * 1024;
 
 /// Where decoded text goes: one scanner stream, plus the base64 tap when enabled.
+///
+/// Decoders emit many tiny pieces (a JSON token, a form field); they are collected in `pending`
+/// with each boundary written as a `\n` and its position kept in `ends`, and the scanner and the
+/// tap then each take the batch in one call. The tap ends a run at every position in `ends`,
+/// exactly as if [`TextOut::boundary`] had been called there.
 pub(crate) struct TextOut {
     sink: SinkId,
     pending: Vec<u8>,
+    ends: Vec<usize>,
     tap: Option<B64Tap>,
 }
 
@@ -311,46 +321,59 @@ impl TextOut {
     pub fn new(cx: &mut Ctx, depth: u32, tap: bool) -> TextOut {
         let sink = cx.open_sink();
         let tap = if tap { cx.child_depth(depth).map(B64Tap::new) } else { None };
-        TextOut { sink, pending: Vec::new(), tap }
+        TextOut { sink, pending: Vec::new(), ends: Vec::new(), tap }
     }
 
-    fn scan_text(&mut self, cx: &mut Ctx, data: &[u8]) -> Res {
-        if self.pending.is_empty() && data.len() >= SCAN_BATCH {
-            return cx.feed(self.sink, data);
+    /// Hand the batch to the tap, then the scanner.
+    fn flush(&mut self, cx: &mut Ctx) -> Res {
+        if self.pending.is_empty() {
+            return Ok(());
         }
-        self.pending.extend_from_slice(data);
-        if self.pending.len() >= SCAN_BATCH {
-            cx.feed(self.sink, &self.pending)?;
-            self.pending.clear();
-        }
-        Ok(())
+        let tapped = match self.tap.as_mut() {
+            Some(tap) => tap.write(cx, &self.pending, &self.ends),
+            None => Ok(()),
+        };
+        self.ends.clear();
+        let fed = cx.feed(self.sink, &self.pending);
+        self.pending.clear();
+        tapped.and(fed)
     }
 
     pub fn write(&mut self, cx: &mut Ctx, data: &[u8]) -> Res {
-        self.scan_text(cx, data)?;
-        if let Some(tap) = self.tap.as_mut() {
-            tap.write(cx, data)?;
+        if self.pending.is_empty() && data.len() >= SCAN_BATCH {
+            let tapped = match self.tap.as_mut() {
+                Some(tap) => tap.write(cx, data, &[]),
+                None => Ok(()),
+            };
+            return tapped.and(cx.feed(self.sink, data));
+        }
+        self.pending.extend_from_slice(data);
+        if self.pending.len() >= SCAN_BATCH {
+            self.flush(cx)?;
         }
         Ok(())
     }
 
     /// End of a field/value/paragraph: a line break for the scanner, end of any base64 run.
     pub fn boundary(&mut self, cx: &mut Ctx) -> Res {
-        self.scan_text(cx, b"\n")?;
-        if let Some(tap) = self.tap.as_mut() {
-            tap.end_run(cx)?;
+        if self.tap.is_some() {
+            self.ends.push(self.pending.len());
+        }
+        self.pending.push(b'\n');
+        if self.pending.len() >= SCAN_BATCH {
+            self.flush(cx)?;
         }
         Ok(())
     }
 
     pub fn finish(mut self, cx: &mut Ctx) -> Res {
+        let fed = self.flush(cx);
         let r = match self.tap.as_mut() {
             Some(tap) => tap.end_run(cx),
             None => Ok(()),
         };
-        let fed = cx.feed(self.sink, &self.pending);
         let closed = cx.close_sink(self.sink);
-        r.and(fed).and(closed)
+        fed.and(r).and(closed)
     }
 }
 

@@ -189,3 +189,23 @@ fn wrapped_base64_in_text_is_decoded() {
     let text = every_split("mime base64", hints(None, None), &input);
     assert!(text.contains(&secret), "{text:?}");
 }
+
+#[test]
+fn adjacent_base64_json_strings_decode_separately() {
+    // Long unpadded blobs in consecutive fields (and a `\n`-wrapped one): each field boundary
+    // ends a run, a line break inside a string continues one.
+    let unpadded = |s: String| s[..s.len() / 3 * 3].to_string();
+    // x's encoding is left unpadded and is not a whole number of quads: joined to the next
+    // run, everything after it would decode misaligned.
+    let x = format!("{}!", unpadded("first blob: card 4111 1111 1111 1111 x".repeat(2)));
+    let y = unpadded("second blob, HKID A123456(3) on file yy".repeat(2));
+    let z = unpadded("third blob, wrapped in the string zzzzz".repeat(3));
+    let (ex, ey, ez) = (b64(x.as_bytes()).trim_end_matches('=').to_string(), b64(y.as_bytes()), b64(z.as_bytes()));
+    assert_eq!(ex.len() % 4, 2);
+    let ez = format!("{}\\n{}", &ez[..64], &ez[64..]);
+    let input = format!(r#"{{"{ex}":"{ey}","z":"{ez}"}}"#);
+    let text = every_split("adjacent blobs", hints(Some("application/json"), None), input.as_bytes());
+    for want in [&x, &y, &z] {
+        assert!(text.contains(want.as_str()), "{want:?} in {text:?}");
+    }
+}
