@@ -234,3 +234,28 @@ fn builtin_detectors_all_have_a_prefilter() {
         assert_ne!(d.prefilter(), "full-scan", "{}", d.id);
     }
 }
+
+#[test]
+fn context_keyword_that_is_a_prefix_of_a_longer_one_counts() {
+    // The longer keyword starts at the same place but does not fit in `within`; the shorter one
+    // (a case-insensitive prefix of it) does, so the value has context.
+    let toml = r#"
+[[detector]]
+id = "emp"
+description = "Employee numbers"
+severity = "medium"
+regex = '''\bE\d{6}\b'''
+min_digit_run = 6
+
+[detector.context]
+keywords = ["employee record", "EMP"]
+within = 6
+required = true
+"#;
+    let r = Arc::new(rules(toml).unwrap());
+    assert_eq!(scan(&r, "E123456 employee record")[0].count, 1);
+    assert_eq!(scan(&r, "emp E123456")[0].count, 1);
+    assert!(scan(&r, "employee record E123456 and more text").is_empty());
+    assert!(scan(&r, "E123456 xyzwv employee record").is_empty());
+    assert!(scan(&r, "employee recor E123456").is_empty());
+}
