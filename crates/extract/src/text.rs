@@ -220,11 +220,13 @@ fn is_b64(c: u8) -> bool {
     l.wrapping_sub(b'a') < 26 || c.wrapping_sub(b'0') < 10 || c == b'+' || c == b'-' || c == b'/' || c == b'_'
 }
 
-/// Bit k set iff `block[k]` is base64 alphabet (branch-free so it vectorizes).
+/// Bit k of the first mask set iff `block[k]` is base64 alphabet; of the second, iff it is `=`.
 #[inline]
-fn alphabet_mask(block: &[u8]) -> u64 {
+fn window_masks(block: &[u8; 64]) -> (u64, u64) {
+    // Branch-free so it vectorizes: bytes of 0/1, then 8 flags → 8 bits per multiply.
     let mut flags = [0u8; 64];
-    for (f, &c) in flags.iter_mut().zip(block) {
+    let mut eqs = [0u8; 64];
+    for ((f, e), &c) in flags.iter_mut().zip(eqs.iter_mut()).zip(block) {
         let l = c | 0x20;
         *f = u8::from(l.wrapping_sub(b'a') < 26)
             | u8::from(c.wrapping_sub(b'0') < 10)
@@ -232,14 +234,18 @@ fn alphabet_mask(block: &[u8]) -> u64 {
             | u8::from(c == b'-')
             | u8::from(c == b'/')
             | u8::from(c == b'_');
+        *e = u8::from(c == b'=');
     }
-    let mut m = 0u64;
-    for (k, w) in flags.chunks_exact(8).enumerate() {
-        // Bytes of 0/1 → 8 bits: byte j lands in bit 56 + j (no carries between terms).
-        let w = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
-        m |= (w.wrapping_mul(0x0102_0408_1020_4080) >> 56) << (8 * k);
-    }
-    m
+    let pack = |flags: &[u8; 64]| {
+        let mut m = 0u64;
+        for (k, w) in flags.chunks_exact(8).enumerate() {
+            // Byte j lands in bit 56 + j (no carries between terms).
+            let w = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+            m |= (w.wrapping_mul(0x0102_0408_1020_4080) >> 56) << (8 * k);
+        }
+        m
+    };
+    (pack(&flags), pack(&eqs))
 }
 
 /// With no run pending at `i` (`data[i - 1]`, if any, is not base64 alphabet): the start of the
@@ -254,17 +260,31 @@ fn next_candidate(data: &[u8], mut i: usize) -> usize {
     // PAD_MIN - 1 contain every such run's first PAD_MIN bytes, so a window without PAD_MIN
     // alphabet bytes in a row is skipped whole. The last window is padded with non-alphabet.
     while i < len {
-        let m = if i + W <= len {
-            alphabet_mask(&data[i..i + W])
-        } else {
-            let mut block = [0u8; W];
+        let mut block = [0u8; W];
+        let last = i + W >= len;
+        if last {
             block[..len - i].copy_from_slice(&data[i..]);
-            alphabet_mask(&block)
-        };
+        } else {
+            block.copy_from_slice(&data[i..i + W]);
+        }
+        let (m, eq) = window_masks(&block);
         // Bit p: window bytes p..p + PAD_MIN are all alphabet.
         let mut r = m & (m >> 1);
         r &= r >> 2;
         r &= r >> 4;
+        // Most windows of prose hold nothing that could commit: no run of MIN_RUN, no run of
+        // PAD_MIN followed by `=`, no run of PAD_MIN reaching the window's end (it may go on).
+        // Runs starting in the last PAD_MIN - 1 bytes are whole in the next window. Skip those
+        // windows without looking at their runs one by one.
+        if !last {
+            let long = r & (r >> (MIN_RUN - PAD_MIN));
+            let padded = (r << (PAD_MIN - 1)) & (eq >> 1);
+            let at_end = r >> (W - PAD_MIN);
+            if long | padded | at_end == 0 {
+                i += W - (PAD_MIN - 1);
+                continue;
+            }
+        }
         let mut seen = i;
         while r != 0 {
             let p = i + r.trailing_zeros() as usize;
@@ -499,6 +519,23 @@ mod tests {
     }
 
     #[test]
+    fn window_masks_classify_every_byte() {
+        for c in 0..=255u8 {
+            for pos in [0usize, 7, 15, 16, 31, 40, 63] {
+                let mut block = [b' '; 64];
+                block[pos] = c;
+                let (m, eq) = window_masks(&block);
+                assert_eq!(m, u64::from(is_b64(c)) << pos, "{c} at {pos}");
+                assert_eq!(eq, u64::from(c == b'=') << pos, "{c} at {pos}");
+            }
+        }
+        let block: [u8; 64] = std::array::from_fn(|k| if k % 3 == 0 { b'=' } else { b'Q' });
+        let (m, eq) = window_masks(&block);
+        assert_eq!(eq, (0..64).filter(|k| k % 3 == 0).fold(0u64, |a, k| a | 1 << k));
+        assert_eq!(m, !eq);
+    }
+
+    #[test]
     fn candidate_skip_matches_run_by_run() {
         let mut x = 0x9E37_79B9_7F4A_7C15u64;
         let mut rnd = move || {
@@ -522,6 +559,23 @@ mod tests {
                     if r % 100 < dense { alpha[(r >> 8) as usize % alpha.len()] } else { other[(r >> 8) as usize % other.len()] }
                 })
                 .collect();
+            let starts = std::iter::once(0).chain((1..=len).filter(|&k| B64[usize::from(data[k - 1])] == 0xFF));
+            for i in starts {
+                assert_eq!(next_candidate(&data, i), reference(&data, i), "{:?} from {i}", String::from_utf8_lossy(&data));
+            }
+        }
+        // Prose: words of 1..=20 alphabet chars, so most windows are skipped whole and the rare
+        // long or `=`-ended word lands anywhere relative to the windows.
+        for _ in 0..2_000 {
+            let len = (rnd() % 1000) as usize;
+            let mut data = Vec::with_capacity(len + 24);
+            while data.len() < len {
+                let r = rnd();
+                let word = if r % 40 == 0 { 1 + (r >> 8) as usize % 20 } else { 1 + (r >> 8) as usize % 12 };
+                data.extend((0..word).map(|k| alpha[(r >> (16 + k % 40)) as usize % alpha.len()]));
+                data.push(if (r >> 60) == 0 { b'=' } else { b' ' });
+            }
+            data.truncate(len);
             let starts = std::iter::once(0).chain((1..=len).filter(|&k| B64[usize::from(data[k - 1])] == 0xFF));
             for i in starts {
                 assert_eq!(next_candidate(&data, i), reference(&data, i), "{:?} from {i}", String::from_utf8_lossy(&data));
