@@ -28,6 +28,7 @@ use regex_automata::Input;
 use sha2::Sha256;
 
 use crate::rules::{Detector, Ruleset, Trigger};
+use crate::sweep::{SweepOut, for_each_literal_start};
 use crate::{Confidence, Finding, mask};
 
 /// Largest piece of input processed per round (keeps the working set cache-sized).
@@ -83,8 +84,8 @@ pub struct Scanner {
     /// Scratch: per detector, trigger windows (regex detectors) or keyword hits (keyword-only).
     scratch: Vec<Vec<(usize, usize)>>,
     merged: Vec<(usize, usize)>,
-    /// Scratch: digit runs of the current buffer.
-    runs: Vec<(usize, usize)>,
+    /// Scratch: digit runs and literal spans of the current buffer.
+    swept: SweepOut,
     context_cache: Vec<ContextCache>,
 }
 
@@ -112,7 +113,7 @@ impl Scanner {
             scanned: 0,
             scratch: vec![Vec::new(); n],
             merged: Vec::new(),
-            runs: Vec::new(),
+            swept: SweepOut::default(),
             context_cache: vec![ContextCache::default(); n],
         }
     }
@@ -279,13 +280,13 @@ impl Scanner {
     /// Fills `scratch` with windows / keyword hits from the shared prefilters.
     fn collect_triggers(&mut self, rules: &Ruleset, buf: &[u8]) {
         let end = buf.len();
+        rules.sweep.run(buf, rules.ac.is_some(), &mut self.swept);
         if let Some(ac) = &rules.ac {
             // Leftmost-longest (so the automaton's SIMD prefilter applies), restarting one byte
             // after each hit's start: every position where some literal starts is reported, with
             // all literals starting there via `hit_owners`.
-            let mut at = 0;
-            while at < end {
-                let Some(m) = ac.find(aho_corasick::Input::new(buf).span(at..end)) else { break };
+            let Scanner { swept, scratch, .. } = self;
+            for_each_literal_start(ac, buf, &swept.literal_spans, rules.longest_literal, |m| {
                 let s = m.start();
                 for o in &rules.hit_owners[m.pattern().as_usize()] {
                     let e = s + o.len;
@@ -298,15 +299,13 @@ impl Scanner {
                     } else {
                         (e.saturating_sub(d.max_len), (s + d.max_len).min(end))
                     };
-                    self.scratch[o.det].push(w);
+                    scratch[o.det].push(w);
                 }
-                at = s + 1;
-            }
+            });
         }
         if !rules.digit_detectors.is_empty() {
-            let Scanner { runs, scratch, .. } = self;
-            runs.clear();
-            rules.digit_finder.for_each_run(buf, |s, e| runs.push((s, e)));
+            let Scanner { swept, scratch, .. } = self;
+            let runs = &swept.runs;
             // Group runs separated by single bytes; test each detector's shape per group.
             let mut i = 0;
             while i < runs.len() {

@@ -48,9 +48,9 @@
 //! values so incidents can be correlated without storing them.
 #![forbid(unsafe_code)]
 
-mod digits;
 pub mod engine;
 pub mod rules;
+mod sweep;
 pub mod validate;
 
 use serde::Serialize;

@@ -167,8 +167,10 @@ pub struct Ruleset {
     pub(crate) literal_total: usize,
     /// Indices of digit-triggered detectors.
     pub(crate) digit_detectors: Vec<usize>,
-    /// The digit-run prefilter.
-    pub(crate) digit_finder: crate::digits::DigitFinder,
+    /// The one pass over each buffer that finds digit runs and where literals may start.
+    pub(crate) sweep: crate::sweep::Sweep,
+    /// Length of the longest literal.
+    pub(crate) longest_literal: usize,
     /// Bytes kept before the oldest undecided position (look-behind + context).
     pub(crate) left_margin: usize,
     /// Bytes of a large chunk scanned together with the carry (see `engine::STITCH`).
@@ -632,12 +634,14 @@ impl Ruleset {
                     })?,
             )
         };
-        let digit_detectors =
+        let digit_detectors: Vec<usize> =
             detectors.iter().enumerate().filter(|(_, d)| matches!(d.trigger, Trigger::Digits(_))).map(|(i, _)| i).collect();
+        let sweep = crate::sweep::Sweep::new(&patterns, ci, !digit_detectors.is_empty());
+        let longest_literal = patterns.iter().map(Vec::len).max().unwrap_or(0);
         let left_margin = 1 + detectors.iter().map(Detector::context_within).max().unwrap_or(0);
         let carry_bound = detectors.iter().map(|d| d.max_len + 1 + d.context_within()).max().unwrap_or(0) + left_margin;
         let stitch = (2 * carry_bound).clamp(256, crate::engine::STITCH);
-        Ok(Ruleset { detectors, ac, hit_owners, literal_total: patterns.len(), digit_detectors, digit_finder: crate::digits::DigitFinder::new(), left_margin, stitch })
+        Ok(Ruleset { detectors, ac, hit_owners, literal_total: patterns.len(), digit_detectors, sweep, longest_literal, left_margin, stitch })
     }
 
     /// The compiled detectors, in load order.
