@@ -3,8 +3,8 @@
 //! * maximal runs of ASCII digits (the trigger of detectors without a literal: cards, ID
 //!   numbers), and
 //! * the blocks where a detector literal may start, from the classes of every literal's first
-//!   two bytes (for the built-ins: an ASCII letter followed by an uppercase letter or `_`,
-//!   which ordinary prose almost never has).
+//!   two bytes (for the built-ins: a byte in `A-u` followed by one in `B-_`, roughly a letter
+//!   followed by an uppercase letter or `_`, which ordinary prose almost never has).
 //!
 //! Why by hand: the literal automaton (Aho-Corasick with its SIMD Teddy prefilter) and a search
 //! for the ten digits each read the whole buffer; on text the data arrives from memory at about
@@ -22,14 +22,13 @@ fn word(b: &[u8]) -> u64 {
     u64::from_le_bytes(a)
 }
 
-/// A superset of a set of bytes: those whose value, after `| fold`, lies in `lo..=lo + width`
-/// (`fold` = 0x20 folds ASCII case, so one test covers `A-Z` and `a-z`).
+/// A superset of a set of bytes: one range `lo..=lo + width`, tested in the signed form
+/// `(b + bias) as i8 < limit` (two vector instructions: SSE2 has no unsigned byte compare).
 ///
-/// Tested in the signed form `((b | fold) + bias) as i8 < limit`, two or three vector
-/// instructions (add and signed compare; SSE2 has no unsigned byte compare).
+/// One range rather than a set keeps the test this cheap; the cover is loose (`A-Z` plus `_`
+/// becomes `A-_`) but what matters is that it stays clear of lowercase letters and spaces.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct ByteClass {
-    fold: u8,
     bias: u8,
     limit: i8,
 }
@@ -41,25 +40,20 @@ fn is_digit(b: u8) -> bool {
 }
 
 impl ByteClass {
-    /// `None` when the range holds all 256 values (no test needed, nothing filtered).
-    fn new(fold: u8, lo: u8, width: u8) -> Option<ByteClass> {
-        let limit = i8::try_from(i16::from(width) + 1 - 128).ok()?;
-        Some(ByteClass { fold, bias: 0x80u8.wrapping_sub(lo), limit })
+    /// The smallest range holding every byte of `bytes`; `None` for no bytes or all 256
+    /// (nothing to filter).
+    fn cover(bytes: impl IntoIterator<Item = u8>) -> Option<ByteClass> {
+        let (lo, hi) = bytes.into_iter().fold((u8::MAX, 0u8), |(lo, hi), b| (lo.min(b), hi.max(b)));
+        if lo > hi {
+            return None;
+        }
+        let limit = i8::try_from(i16::from(hi - lo) + 1 - 128).ok()?;
+        Some(ByteClass { bias: 0x80u8.wrapping_sub(lo), limit })
     }
 
     #[inline(always)]
     fn has(&self, b: u8) -> bool {
-        ((b | self.fold).wrapping_add(self.bias) as i8) < self.limit
-    }
-
-    /// The narrowest class holding every byte of `bytes`, with or without case folding.
-    fn cover(bytes: impl IntoIterator<Item = u8> + Clone) -> Option<ByteClass> {
-        let range = |fold: u8| {
-            let (lo, hi) = bytes.clone().into_iter().map(|b| b | fold).fold((u8::MAX, 0u8), |(lo, hi), b| (lo.min(b), hi.max(b)));
-            (lo <= hi).then_some((hi - lo, fold, lo))
-        };
-        let (width, fold, lo) = range(0)?.min(range(0x20)?);
-        ByteClass::new(fold, lo, width)
+        (b.wrapping_add(self.bias) as i8) < self.limit
     }
 
     /// Holds a lowercase letter or a space: text is full of them.
@@ -144,15 +138,16 @@ impl Sweep {
         let mut open: Option<usize> = None;
         for bi in 0..blocks {
             let at = bi * 64;
-            let (digits, candidate) = match <&[u8; 65]>::try_from(hay.get(at..at + 65).unwrap_or_default()) {
-                Ok(window) => classify(window, starts.as_ref(), self.digits),
+            let mut last = [0u8; 65];
+            let window = match <&[u8; 65]>::try_from(hay.get(at..at + 65).unwrap_or_default()) {
+                Ok(window) => window,
                 Err(_) => {
-                    // The last block with no byte after it.
-                    let mut window = [0u8; 65];
-                    window[..64].copy_from_slice(&hay[at..at + 64]);
-                    classify(&window, starts.as_ref(), self.digits)
+                    // The last block, with no byte after it.
+                    last[..64].copy_from_slice(&hay[at..at + 64]);
+                    &last
                 }
             };
+            let (digits, candidate) = classify(window, starts.as_ref(), self.digits);
             if candidate {
                 out.candidate_blocks[bi / 64] |= 1 << (bi % 64);
                 candidates += 1;
@@ -386,23 +381,25 @@ mod tests {
     }
 
     #[test]
-    fn byte_class_covers_its_bytes_with_two_ranges() {
+    fn byte_class_covers_its_bytes() {
         let c = ByteClass::cover(*b"KSBCEOFR_").unwrap_or_else(|| panic!("a cover"));
         for b in *b"BCDEFGHIJKLMNOPQRSTUVWXYZ_" {
             assert!(c.has(b), "{}", b as char);
         }
         assert!(!c.has(b'a') && !c.has(b' ') && !c.has(b'0'));
-        // Both cases of letters: one folded range.
         let c = ByteClass::cover(*b"ASCROPposur").unwrap_or_else(|| panic!("a cover"));
-        for b in (b'A'..=b'U').chain(b'a'..=b'u') {
+        for b in (b'A'..=b'Z').chain(b'a'..=b'u') {
             assert!(c.has(b), "{}", b as char);
         }
-        assert!(!c.has(b' ') && !c.has(b'z') && !c.has(b'0'));
+        assert!(!c.has(b' ') && !c.has(b'0') && !c.has(b'z'));
+        assert!(ByteClass::cover(0..=255).is_none());
         let c = ByteClass::cover(*b"a.z").unwrap_or_else(|| panic!("a cover"));
         assert!(c.has(b'.') && c.has(b'q'));
         assert!(ByteClass::cover([]).is_none());
-        let c = ByteClass::cover([0xff, 0x00, b'~']).unwrap_or_else(|| panic!("a cover"));
-        assert!(c.has(0xff) && c.has(0) && c.has(b'~'));
+        // Bytes at both ends: the range is everything, which filters nothing.
+        assert!(ByteClass::cover([0xff, 0x00, b'~']).is_none());
+        let c = ByteClass::cover([0xfe, 0x80]).unwrap_or_else(|| panic!("a cover"));
+        assert!(c.has(0xfe) && c.has(0x80) && c.has(0xc0) && !c.has(0xff) && !c.has(0x7f));
     }
 
     fn hits_whole(ac: &aho_corasick::AhoCorasick, h: &[u8]) -> Vec<(usize, usize)> {
