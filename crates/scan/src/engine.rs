@@ -306,27 +306,35 @@ impl Scanner {
         if !rules.digit_detectors.is_empty() {
             let Scanner { swept, scratch, .. } = self;
             let runs = &swept.runs;
-            // Group runs separated by single bytes; test each detector's shape per group.
+            // Group runs separated by single bytes; test each detector's shape per group, the
+            // cheap conditions first (most groups in text are a year or a page number).
             let mut i = 0;
             while i < runs.len() {
                 let mut j = i + 1;
                 let mut total = runs[i].1 - runs[i].0;
+                let mut longest = total;
                 while j < runs.len() && runs[j].0 <= runs[j - 1].1 + 1 {
-                    total += runs[j].1 - runs[j].0;
+                    let len = runs[j].1 - runs[j].0;
+                    total += len;
+                    longest = longest.max(len);
                     j += 1;
                 }
                 let group = &runs[i..j];
+                i = j;
+                if total < rules.digit_min_total || longest < rules.digit_min_run {
+                    continue;
+                }
                 let (gs, ge) = (group[0].0, group[group.len() - 1].1);
                 for &di in &rules.digit_detectors {
                     let d = &rules.detectors[di];
                     let Trigger::Digits(shape) = d.trigger else { continue };
                     if total >= shape.total
+                        && longest >= shape.run
                         && group.iter().any(|&(s, e)| e - s >= shape.run && uppercase_before(buf, s, shape.upper_before))
                     {
                         scratch[di].push((gs.saturating_sub(d.max_len), (ge + d.max_len).min(end)));
                     }
                 }
-                i = j;
             }
         }
         for (di, d) in rules.detectors.iter().enumerate() {

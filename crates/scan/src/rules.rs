@@ -167,6 +167,9 @@ pub struct Ruleset {
     pub(crate) literal_total: usize,
     /// Indices of digit-triggered detectors.
     pub(crate) digit_detectors: Vec<usize>,
+    /// The smallest `total` and `run` of their shapes (a digit group below either triggers none).
+    pub(crate) digit_min_total: usize,
+    pub(crate) digit_min_run: usize,
     /// The one pass over each buffer that finds digit runs and where literals may start.
     pub(crate) sweep: crate::sweep::Sweep,
     /// Length of the longest literal.
@@ -636,12 +639,16 @@ impl Ruleset {
         };
         let digit_detectors: Vec<usize> =
             detectors.iter().enumerate().filter(|(_, d)| matches!(d.trigger, Trigger::Digits(_))).map(|(i, _)| i).collect();
-        let sweep = crate::sweep::Sweep::new(&patterns, ci, !digit_detectors.is_empty());
+        let shapes: Vec<DigitShape> =
+            detectors.iter().filter_map(|d| if let Trigger::Digits(s) = d.trigger { Some(s) } else { None }).collect();
+        let sweep = crate::sweep::Sweep::new(&patterns, ci, !shapes.is_empty());
+        let digit_min_total = shapes.iter().map(|s| s.total).min().unwrap_or(0);
+        let digit_min_run = shapes.iter().map(|s| s.run).min().unwrap_or(0);
         let longest_literal = patterns.iter().map(Vec::len).max().unwrap_or(0);
         let left_margin = 1 + detectors.iter().map(Detector::context_within).max().unwrap_or(0);
         let carry_bound = detectors.iter().map(|d| d.max_len + 1 + d.context_within()).max().unwrap_or(0) + left_margin;
         let stitch = (2 * carry_bound).clamp(256, crate::engine::STITCH);
-        Ok(Ruleset { detectors, ac, hit_owners, literal_total: patterns.len(), digit_detectors, sweep, longest_literal, left_margin, stitch })
+        Ok(Ruleset { detectors, ac, hit_owners, literal_total: patterns.len(), digit_detectors, digit_min_total, digit_min_run, sweep, longest_literal, left_margin, stitch })
     }
 
     /// The compiled detectors, in load order.
