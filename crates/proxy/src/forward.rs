@@ -221,6 +221,8 @@ pub(crate) async fn forward(ctx: ConnCtx, identity: Identity, mut req: Request<I
     };
 
     let upgrade = is_upgrade(&req);
+    // An HTTP/1.x request goes upstream as HTTP/1.1 too (see `Upstream::for_request`).
+    let client_h1 = matches!(req.version(), Version::HTTP_09 | Version::HTTP_10 | Version::HTTP_11);
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
     strip_hop_by_hop(&mut parts.headers, upgrade);
@@ -241,7 +243,7 @@ pub(crate) async fn forward(ctx: ConnCtx, identity: Identity, mut req: Request<I
         None => (body.map_err(|e| -> BoxError { Box::new(InspectError::Client(Box::new(e))) }).boxed_unsync(), None),
     };
     let upstream_req = Request::from_parts(parts, body);
-    let client = if upgrade { &shared.upstream.client_h1 } else { &shared.upstream.client };
+    let client = shared.upstream.for_request(upgrade || client_h1);
     let fut = client.request(upstream_req);
 
     // Set once the block channel has completed (a oneshot must not be polled after that).
