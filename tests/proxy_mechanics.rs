@@ -143,6 +143,26 @@ async fn expect_100_continue_and_small_get() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_naming_another_host_than_its_tunnel_gets_421() {
+    let e = env().await;
+    for proto in ["--http1.1", "--http2"] {
+        let (code, body) = e.curl(&[proto, "-H", "Host: other.test", &e.url("/")]).await;
+        assert_eq!(code, 421, "{proto}: {body}");
+        assert!(body.contains("other.test") && body.contains("origin.test"), "{body}");
+        // Same host, another port: also another site.
+        let (code, _) = e.curl(&[proto, "-H", "Host: origin.test:1", &e.url("/")]).await;
+        assert_eq!(code, 421, "{proto}");
+    }
+    // The tunnel's own host (any case, trailing dot, no port) is served.
+    for host in ["ORIGIN.test", "origin.test.", "origin.test"] {
+        let (code, body) = e.curl(&["--http1.1", "-H", &format!("Host: {host}"), &e.url("/")]).await;
+        assert_eq!(code, 200, "{host}: {body}");
+    }
+    let (code, _) = e.curl(&["--http2", &e.url("/")]).await;
+    assert_eq!(code, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_upstream_certificates_give_502_naming_the_reason() {
     for (kind, trust, needle) in [
         (CertKind::Expired, true, "expired"),

@@ -94,6 +94,15 @@ pub(crate) async fn intercepted(
     if conflicting_framing {
         return Ok(smuggling_refused(&req, ctx.client));
     }
+    if let Some(named) = misdirected(&req, &tunnel) {
+        tracing::warn!(client = %ctx.client, tunnel = %tunnel.host, named = %named, "refused: request names another host than its tunnel (421)");
+        let reason = format!(
+            "This encrypted connection was opened for {}; the request names {named}. Your browser opens a new connection for that site on its own; if it does not, reload the page.",
+            tunnel.host
+        );
+        let page = Page::error(StatusCode::MISDIRECTED_REQUEST, "Misdirected request", &reason, None);
+        return Ok(render(&page, wants_json(req.headers())));
+    }
     let pq = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
     let host = if tunnel.host.contains(':') { format!("[{}]", tunnel.host) } else { tunnel.host.clone() };
     let authority = if tunnel.port == 443 { host } else { format!("{host}:{}", tunnel.port) };
@@ -109,6 +118,24 @@ pub(crate) async fn intercepted(
     // The destination is the CONNECT target; a different Host header must not steer it.
     req.headers_mut().remove(header::HOST);
     Ok(forward(ctx, tunnel.identity.clone(), req, true).await)
+}
+
+/// The authority a tunnelled request names (HTTP/2 `:authority`, an absolute-form URI, or the
+/// `Host` header) when it is not the tunnel's CONNECT target. Such a request is answered 421
+/// (RFC 9110 §15.5.20) rather than rewritten: its certificate, policy decision and audit record
+/// all belong to the CONNECT host, and sending it there anyway would deliver a request the
+/// client meant for another site (or, behind a shared CDN, let a "fronted" Host pick the site).
+fn misdirected(req: &Request<Incoming>, tunnel: &Tunnel) -> Option<String> {
+    let named = match req.uri().authority() {
+        Some(a) => a.clone(),
+        None => req.headers().get(header::HOST)?.to_str().ok()?.parse::<http::uri::Authority>().ok()?,
+    };
+    let host = named.host().trim_start_matches('[').trim_end_matches(']').trim_end_matches('.');
+    // A name without a port is taken as the tunnel's (sloppy clients omit a non-default port;
+    // the destination is the tunnel's either way).
+    let port = named.port_u16().unwrap_or(tunnel.port);
+    let same = host.eq_ignore_ascii_case(tunnel.host.trim_end_matches('.')) && port == tunnel.port;
+    (!same).then(|| named.to_string())
 }
 
 /// Run the gate's authentication on a proxy request; `Err` is the 407/403 response.
