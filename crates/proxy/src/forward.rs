@@ -4,7 +4,8 @@
 //!
 //! 1. **Entry** (`plain` for the listener, `intercepted` inside a TLS tunnel): CONNECT goes to
 //!    `connect`; an intercepted request gets its absolute URI rebuilt from the CONNECT target
-//!    (the `Host` header is not trusted to pick the destination).
+//!    (the `Host` header is not trusted to pick the destination), and one that names another
+//!    host than the tunnel's is answered 421.
 //! 2. **Authenticate** (plain requests only; tunnelled requests inherit the CONNECT identity).
 //! 3. **Decide** ([`Gate::on_request`](crate::Gate::on_request)): block now, or forward with an
 //!    optional body inspector and extra headers.
