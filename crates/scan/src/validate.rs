@@ -437,8 +437,13 @@ pub fn base62_6(mut n: u32) -> [u8; 6] {
     out
 }
 
-/// GitHub token `gh?_` + 30 base62 characters + 6-character base62 CRC32 of those 30.
+/// GitHub token: `gh?_` + 30 base62 characters + 6-character base62 CRC32 of those 30, or a
+/// fine-grained personal access token `github_pat_` + 82 word characters (no published
+/// checksum: checked by shape, as gitleaks' and trufflehog's rules do).
 pub fn github_token(value: &[u8]) -> bool {
+    if let Some(rest) = value.strip_prefix(b"github_pat_") {
+        return rest.len() == 82 && rest.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'_');
+    }
     if value.len() != 40 || !value.starts_with(b"gh") || value[3] != b'_' {
         return false;
     }

@@ -143,6 +143,13 @@ fn github_crc32_checksum() {
     ] {
         assert!(!ok(Validator::GithubToken, t), "{t}");
     }
+    // Fine-grained personal access tokens: the prefix and 82 word characters, nothing else.
+    let pat = "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";
+    assert!(ok(Validator::GithubToken, pat));
+    assert!(!ok(Validator::GithubToken, &pat[..92]), "one short");
+    assert!(!ok(Validator::GithubToken, &format!("{pat}A")), "one long");
+    assert!(!ok(Validator::GithubToken, &pat.replace("github_pat_", "github_pot_")));
+    assert!(!ok(Validator::GithubToken, &format!("{}-{}", &pat[..50], &pat[51..])), "a dash inside");
 }
 
 #[test]
