@@ -61,6 +61,10 @@ pub fn to_event(r: &TransferRecord) -> Event {
 }
 
 impl Recorder for AuditRecorder {
+    fn incident_id(&self) -> String {
+        portcullis_audit::new_id().0
+    }
+
     fn record(&self, record: TransferRecord) -> RecordFuture<'_> {
         // Keep the stderr line too: operators tail it.
         let log = portcullis_proxy::LogRecorder.record(record.clone());

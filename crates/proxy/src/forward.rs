@@ -468,7 +468,7 @@ impl RecordCtx {
 
     /// Record durably; returns the incident id.
     pub async fn record(self, stage: Stage, action: Action, detail: Blocked, bytes_up: u64) -> String {
-        let id = incident_id();
+        let id = self.ctx.shared.recorder.incident_id();
         let rec = TransferRecord {
             id: id.clone(),
             time: time::OffsetDateTime::now_utc(),

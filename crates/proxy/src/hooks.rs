@@ -238,6 +238,13 @@ pub trait Recorder: Send + Sync + 'static {
     /// Store a record; resolve once it is durable (or definitively failed — failures are the
     /// recorder's to count and report, the proxy still blocks).
     fn record(&self, record: TransferRecord) -> RecordFuture<'_>;
+
+    /// A new incident id, shown on the block page and stored with the record. Recorders with
+    /// their own id scheme (the audit log's sortable `PC-…` ids) override this so pages, logs
+    /// and queries all use one kind of id.
+    fn incident_id(&self) -> String {
+        crate::forward::incident_id()
+    }
 }
 
 /// A recorder that writes each record to the tracing log (stderr) and nothing else. Until the audit
