@@ -132,20 +132,23 @@ impl Sweep {
             return;
         }
         let n = hay.len();
-        let blocks = n / 64;
+        // Blocks whose 65-byte window (the block and the byte after it) lies inside `hay`; the
+        // rest (1 to 64 bytes) is one more block, zero-padded: zeros are no digits, and a
+        // literal starting in the rest must end inside it, so its bytes are all real.
+        let windowed = n.saturating_sub(1) / 64;
+        let blocks = n.div_ceil(64);
         out.candidate_blocks.resize(blocks.div_ceil(64), 0);
         let mut candidates = 0;
         // `open`: start of a digit run still going at the end of the previous block.
         let mut open: Option<usize> = None;
+        let mut rest = [0u8; 65];
         for bi in 0..blocks {
             let at = bi * 64;
-            let mut last = [0u8; 65];
-            let window = match <&[u8; 65]>::try_from(hay.get(at..at + 65).unwrap_or_default()) {
-                Ok(window) => window,
-                Err(_) => {
-                    // The last block, with no byte after it.
-                    last[..64].copy_from_slice(&hay[at..at + 64]);
-                    &last
+            let window = match hay.get(at..at + 65).and_then(|w| <&[u8; 65]>::try_from(w).ok()) {
+                Some(window) if bi < windowed => window,
+                _ => {
+                    rest[..n - at].copy_from_slice(&hay[at..]);
+                    &rest
                 }
             };
             let (digits, candidate) = classify(window, starts.as_ref(), self.digits);
@@ -157,21 +160,8 @@ impl Sweep {
                 runs_in_block(digits, at, &mut open, &mut out.runs);
             }
         }
-        let tail = blocks * 64;
-        if self.digits {
-            for (j, b) in hay[tail..].iter().enumerate() {
-                match (b.is_ascii_digit(), open) {
-                    (true, None) => open = Some(tail + j),
-                    (false, Some(s)) => {
-                        out.runs.push((s, tail + j));
-                        open = None;
-                    }
-                    _ => {}
-                }
-            }
-            if let Some(s) = open {
-                out.runs.push((s, n));
-            }
+        if let Some(s) = open {
+            out.runs.push((s, n));
         }
         if starts.is_none() {
             return;
@@ -180,32 +170,25 @@ impl Sweep {
             out.literal_spans.push((0, n));
             return;
         }
-        // Consecutive candidate blocks form one span; the tail (under 64 bytes) is always one.
+        // Consecutive candidate blocks form one span.
         let mut span: Option<(usize, usize)> = None;
         for (wi, &word) in out.candidate_blocks.iter().enumerate() {
             let mut bits = word;
             while bits != 0 {
                 let s = (wi * 64 + bits.trailing_zeros() as usize) * 64;
                 bits &= bits - 1;
+                let e = (s + 64).min(n);
                 match &mut span {
-                    Some(sp) if sp.1 == s => sp.1 = s + 64,
+                    Some(sp) if sp.1 == s => sp.1 = e,
                     _ => {
-                        if let Some(sp) = span.replace((s, s + 64)) {
+                        if let Some(sp) = span.replace((s, e)) {
                             out.literal_spans.push(sp);
                         }
                     }
                 }
             }
         }
-        match (span, tail < n) {
-            (Some(sp), true) if sp.1 == tail => out.literal_spans.push((sp.0, n)),
-            (sp, tail_left) => {
-                out.literal_spans.extend(sp);
-                if tail_left {
-                    out.literal_spans.push((tail, n));
-                }
-            }
-        }
+        out.literal_spans.extend(span);
     }
 }
 
