@@ -232,9 +232,7 @@ fn classify(window: &[u8; 65], starts: Option<&LiteralStarts>, digits: bool) -> 
     let mut mask = 0;
     if digits {
         let Ok(block) = <&[u8; 64]>::try_from(&window[..64]) else { return (0, candidate) };
-        if block.iter().fold(false, |a, &b| a | is_digit(b)) {
-            mask = digit_mask(block);
-        }
+        mask = digit_mask(block);
     }
     (mask, candidate)
 }
@@ -268,8 +266,8 @@ fn runs_in_block(m: u64, at: usize, open: &mut Option<usize>, runs: &mut Vec<(us
 
 /// Which bytes of a 64-byte block are ASCII digits, as a bit mask (bit `i` = byte `i`).
 ///
-/// Called only for blocks that hold a digit (`classify` tests that first, as a cheap
-/// vectorised reduction); packing the flags into bits costs a few shifts per 8 bytes.
+/// The per-byte flags are one vectorised pass; only a block that holds a digit pays for packing
+/// them into bits (a few shifts per 8 bytes).
 #[inline(always)]
 fn digit_mask(block: &[u8; 64]) -> u64 {
     let mut flags = [0u8; 64];
@@ -279,6 +277,9 @@ fn digit_mask(block: &[u8; 64]) -> u64 {
     let mut words = [0u64; 8];
     for (w, f) in words.iter_mut().zip(flags.chunks_exact(8)) {
         *w = word(f);
+    }
+    if words.iter().fold(0, |a, w| a | w) == 0 {
+        return 0;
     }
     // Each word holds 0 or 1 per byte (byte j at bit 8j); three shift-ors gather byte j's bit
     // into bit j of the low byte (shifts vectorise well; 64-bit multiplies do not).
