@@ -26,6 +26,12 @@ use hyper_util::rt::TokioIo;
 use portcullis_testkit::{CertKind, Origin, ProxyProcess, TestCa, client_tls, connect_via};
 use tokio::net::TcpStream;
 
+/// `BENCH_PHASES=upload,get,plain,connect,idle` runs only the named phases (default: all), e.g. to
+/// profile one of them.
+fn wanted(phase: &str) -> bool {
+    std::env::var("BENCH_PHASES").map_or(true, |v| v.split(',').any(|p| p.trim() == phase))
+}
+
 fn phase_secs() -> u64 {
     std::env::var("PHASE_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(5)
 }
@@ -206,13 +212,21 @@ async fn main() {
     };
     let get = |r: Route| async move { keepalive(&r, 32, "GET", "/bytes/64", Bytes::new()).await };
     let conn = |r: Route| async move { new_conns(&r, 8).await };
-    rows.push(phase("1 MiB upload, inspected (4 conns)", "MiB/s", &proxy, upload(direct.clone()), upload(via.clone())).await);
-    rows.push(phase("small GET keep-alive, HTTPS intercepted (32 conns)", "req/s", &proxy, get(direct.clone()), get(via.clone())).await);
-    rows.push(phase("small GET keep-alive, plain HTTP (32 conns)", "req/s", &proxy_plain, get(direct_plain), get(via_plain)).await);
-    rows.push(phase("new CONNECT+TLS+GET per request (8 workers)", "conn/s", &proxy, conn(direct), conn(via.clone())).await);
+    if wanted("upload") {
+        rows.push(phase("1 MiB upload, inspected (4 conns)", "MiB/s", &proxy, upload(direct.clone()), upload(via.clone())).await);
+    }
+    if wanted("get") {
+        rows.push(phase("small GET keep-alive, HTTPS intercepted (32 conns)", "req/s", &proxy, get(direct.clone()), get(via.clone())).await);
+    }
+    if wanted("plain") {
+        rows.push(phase("small GET keep-alive, plain HTTP (32 conns)", "req/s", &proxy_plain, get(direct_plain), get(via_plain)).await);
+    }
+    if wanted("connect") {
+        rows.push(phase("new CONNECT+TLS+GET per request (8 workers)", "conn/s", &proxy, conn(direct), conn(via.clone())).await);
+    }
 
     // 4. Idle intercepted connections: RSS per connection.
-    let idle_n = std::env::var("IDLE_CONNS").ok().and_then(|s| s.parse().ok()).unwrap_or(1000usize);
+    let idle_n = if wanted("idle") { std::env::var("IDLE_CONNS").ok().and_then(|s| s.parse().ok()).unwrap_or(1000usize) } else { 0 };
     let rss0 = proxy.status_kib("VmRSS:");
     let mut idle = Vec::with_capacity(idle_n);
     for _ in 0..idle_n {
@@ -239,7 +253,9 @@ async fn main() {
             r.cpu_ms_per_req
         );
     }
-    println!("idle intercepted connections: {idle_n}, proxy RSS +{} KiB → {per_conn_kib:.1} KiB per idle connection", rss1.saturating_sub(rss0));
+    if idle_n > 0 {
+        println!("idle intercepted connections: {idle_n}, proxy RSS +{} KiB → {per_conn_kib:.1} KiB per idle connection", rss1.saturating_sub(rss0));
+    }
     println!("proxy peak RSS (VmHWM): {:.1} MiB", hwm as f64 / 1024.0);
     drop(proxy_plain);
 }

@@ -52,6 +52,7 @@
 //! values so incidents can be correlated without storing them.
 #![forbid(unsafe_code)]
 
+pub mod blockmask;
 pub mod engine;
 pub mod rules;
 mod sweep;
