@@ -9,6 +9,8 @@
 //! every long token looks like base64, decoding beyond `max_depth` is skipped rather than
 //! reported unscannable: the text itself was still scanned.
 
+use portcullis_scan::blockmask::Block64;
+
 use crate::engine::{Ctx, Node, Res, SinkId};
 use crate::sniff::{FileNode, Origin};
 
@@ -220,42 +222,17 @@ fn is_b64(c: u8) -> bool {
     l.wrapping_sub(b'a') < 26 || c.wrapping_sub(b'0') < 10 || c == b'+' || c == b'-' || c == b'/' || c == b'_'
 }
 
-/// Bytes of 0/1 → bits (byte k → bit k).
-#[inline]
-fn pack_flags(flags: &[u8; 64]) -> u64 {
-    let mut m = 0u64;
-    for (k, w) in flags.chunks_exact(8).enumerate() {
-        // Byte j lands in bit 56 + j (no carries between terms).
-        let w = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
-        m |= (w.wrapping_mul(0x0102_0408_1020_4080) >> 56) << (8 * k);
-    }
-    m
-}
-
-/// Bit k set iff `block[k]` is base64 alphabet (branch-free so it vectorizes).
-#[inline]
-fn alphabet_mask(block: &[u8; 64]) -> u64 {
-    let mut flags = [0u8; 64];
-    for (f, &c) in flags.iter_mut().zip(block) {
-        let l = c | 0x20;
-        *f = u8::from(l.wrapping_sub(b'a') < 26)
-            | u8::from(c.wrapping_sub(b'0') < 10)
-            | u8::from(c == b'+')
-            | u8::from(c == b'-')
-            | u8::from(c == b'/')
-            | u8::from(c == b'_');
-    }
-    pack_flags(&flags)
-}
-
 /// Bit k of the first mask set iff `block[k]` is base64 alphabet; of the second, iff it is `=`.
-#[inline]
-fn window_masks(block: &[u8; 64]) -> (u64, u64) {
-    let mut eqs = [0u8; 64];
-    for (e, &c) in eqs.iter_mut().zip(block) {
-        *e = u8::from(c == b'=');
-    }
-    (alphabet_mask(block), pack_flags(&eqs))
+#[inline(always)]
+fn block_masks(block: &[u8; 64]) -> (u64, u64) {
+    let b = Block64::load(block);
+    let alphabet = b.or_each(0x20).in_range(b'a', b'z')
+        | b.in_range(b'0', b'9')
+        | b.eq(b'+')
+        | b.eq(b'-')
+        | b.eq(b'/')
+        | b.eq(b'_');
+    (alphabet.bits(), b.eq(b'=').bits())
 }
 
 /// With no run pending at `i` (`data[i - 1]`, if any, is not base64 alphabet): the start of the
@@ -276,19 +253,13 @@ fn next_candidate(data: &[u8], i: usize) -> usize {
     while b + W < data.len() {
         let mut block = [0u8; W];
         block.copy_from_slice(&data[b..b + W]);
-        let m = alphabet_mask(&block);
+        let (m, eq) = block_masks(&block);
         let mut r = m & (m >> 1);
         r &= r >> 2;
         r &= r >> 4;
-        // Inside the block: a run of MIN_RUN, or of PAD_MIN followed by `=` (few runs of prose
-        // reach PAD_MIN, so the byte after each is looked at directly).
+        // Inside the block: a run of MIN_RUN, or of PAD_MIN followed by `=`.
         let long = r & (r >> (MIN_RUN - PAD_MIN));
-        let mut ends = (r << (PAD_MIN - 1)) & !(m >> 1) & !(1 << (W - 1));
-        let mut padded = false;
-        while ends != 0 {
-            padded |= block[ends.trailing_zeros() as usize + 1] == b'=';
-            ends &= ends - 1;
-        }
+        let padded = (r << (PAD_MIN - 1)) & (eq >> 1) != 0;
         // The run through the block's start, carried over from the block before.
         let t = m.trailing_ones() as usize;
         let first = carry + t;
@@ -317,7 +288,7 @@ fn next_candidate_windowed(data: &[u8], mut i: usize) -> usize {
         } else {
             block.copy_from_slice(&data[i..i + W]);
         }
-        let (m, eq) = window_masks(&block);
+        let (m, eq) = block_masks(&block);
         // Bit p: window bytes p..p + PAD_MIN are all alphabet.
         let mut r = m & (m >> 1);
         r &= r >> 2;
@@ -569,18 +540,18 @@ mod tests {
     }
 
     #[test]
-    fn window_masks_classify_every_byte() {
+    fn block_masks_classify_every_byte() {
         for c in 0..=255u8 {
             for pos in [0usize, 7, 15, 16, 31, 40, 63] {
                 let mut block = [b' '; 64];
                 block[pos] = c;
-                let (m, eq) = window_masks(&block);
+                let (m, eq) = block_masks(&block);
                 assert_eq!(m, u64::from(is_b64(c)) << pos, "{c} at {pos}");
                 assert_eq!(eq, u64::from(c == b'=') << pos, "{c} at {pos}");
             }
         }
         let block: [u8; 64] = std::array::from_fn(|k| if k % 3 == 0 { b'=' } else { b'Q' });
-        let (m, eq) = window_masks(&block);
+        let (m, eq) = block_masks(&block);
         assert_eq!(eq, (0..64).filter(|k| k % 3 == 0).fold(0u64, |a, k| a | 1 << k));
         assert_eq!(m, !eq);
     }

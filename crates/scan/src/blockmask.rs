@@ -58,6 +58,12 @@ impl Lanes {
     pub fn bits(self) -> u64 {
         imp::bits(&self.0)
     }
+
+    /// Whether any lane is in (cheaper than `bits() != 0`).
+    #[inline(always)]
+    pub fn any(self) -> bool {
+        imp::any(&self.0)
+    }
 }
 
 impl std::ops::BitOr for Lanes {
@@ -146,6 +152,11 @@ mod imp {
     }
 
     #[inline(always)]
+    pub fn any(l: &Lanes) -> bool {
+        move_mask_i8_m128i(bitor_m128i(bitor_m128i(l[0], l[1]), bitor_m128i(l[2], l[3]))) != 0
+    }
+
+    #[inline(always)]
     pub fn bits(l: &Lanes) -> u64 {
         l.iter().enumerate().fold(0, |m, (k, &v)| m | (u64::from(move_mask_i8_m128i(v) as u16) << (16 * k)))
     }
@@ -207,6 +218,11 @@ mod imp {
         out
     }
 
+    #[inline(always)]
+    pub fn any(l: &Lanes) -> bool {
+        l.iter().fold(0, |a, &b| a | b) != 0
+    }
+
     /// Each 8-byte word holds 0 or 1 per byte (byte j at bit 8j); three shift-ors gather byte
     /// j's bit into bit j of the low byte.
     #[inline(always)]
@@ -243,6 +259,8 @@ mod tests {
                 assert_eq!(b.eq(v).bits(), naive(&block, |x| x == v));
                 let letters = b.or_each(0x20).in_range(b'a', b'z');
                 assert_eq!(letters.bits(), naive(&block, |x| x.is_ascii_alphabetic()));
+                assert_eq!(b.eq(v).any(), true);
+                assert_eq!(b.in_range(b'0', b'9').any(), block.iter().any(u8::is_ascii_digit));
                 let either = b.in_range(b'0', b'9') | b.eq(b'.');
                 assert_eq!(either.bits(), naive(&block, |x| x.is_ascii_digit() || x == b'.'));
                 let both = b.in_range(b'0', b'9') & b.in_range(b'5', 255);

@@ -150,8 +150,10 @@ impl Sweep {
                 }
             };
             let (digits, candidate) = classify(window, starts.as_ref(), self.digits);
-            out.candidate_blocks[bi / 64] |= u64::from(candidate) << (bi % 64);
-            candidates += usize::from(candidate);
+            if candidate {
+                out.candidate_blocks[bi / 64] |= 1 << (bi % 64);
+                candidates += 1;
+            }
             if digits != 0 || open.is_some() {
                 runs_in_block(digits, at, &mut open, &mut out.runs);
             }
@@ -218,15 +220,16 @@ pub(crate) fn for_each_literal_start(
 /// starting at the last byte would not fit anyway).
 #[inline(always)]
 fn classify(window: &[u8; 65], starts: Option<&LiteralStarts>, digits: bool) -> (u64, bool) {
-    let Some(block) = window.first_chunk::<64>() else { return (0, false) };
+    let (Some(block), Some(next)) = (window.first_chunk::<64>(), window.last_chunk::<64>()) else { return (0, false) };
     let block = Block64::load(block);
+    // Byte i in the first class and byte i + 1 (lane i of the window shifted by one) in the
+    // second.
     let candidate = starts.is_some_and(|st| {
-        let first = block.in_range(st.first.lo, st.first.hi).bits();
-        let second = block.in_range(st.second.lo, st.second.hi).bits() >> 1 | u64::from(st.second.has(window[64])) << 63;
-        first & second != 0
+        (block.in_range(st.first.lo, st.first.hi) & Block64::load(next).in_range(st.second.lo, st.second.hi)).any()
     });
-    let mask = if digits { block.in_range(b'0', b'9').bits() } else { 0 };
-    (mask, candidate)
+    let digits = if digits { block.in_range(b'0', b'9') } else { return (0, candidate) };
+    // Most blocks of text hold no digit: one movemask says so, four give the mask.
+    (if digits.any() { digits.bits() } else { 0 }, candidate)
 }
 
 /// Appends the digit runs that end in this block (at `at`) and updates the open run.
