@@ -259,7 +259,7 @@ mod tests {
                 assert_eq!(b.eq(v).bits(), naive(&block, |x| x == v));
                 let letters = b.or_each(0x20).in_range(b'a', b'z');
                 assert_eq!(letters.bits(), naive(&block, |x| x.is_ascii_alphabetic()));
-                assert_eq!(b.eq(v).any(), true);
+                assert!(b.eq(v).any());
                 assert_eq!(b.in_range(b'0', b'9').any(), block.iter().any(u8::is_ascii_digit));
                 let either = b.in_range(b'0', b'9') | b.eq(b'.');
                 assert_eq!(either.bits(), naive(&block, |x| x.is_ascii_digit() || x == b'.'));
