@@ -9,7 +9,7 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::compress::{Brotli, Deflate, Gzip, Zstd};
+use crate::compress::{Brotli, Deflate, Gzip, Zstd, inflates};
 use crate::engine::{Ctx, Node, Res};
 use crate::text::{TextNode, Transcode};
 
@@ -169,7 +169,7 @@ impl FileNode {
                 n.clone()
             })
         };
-        if head.starts_with(&[0x1f, 0x8b]) {
+        if head.starts_with(&[0x1f, 0x8b]) && inflates(head, false) {
             self.kind = "gzip";
             let name = strip(&self.name, &[(".tgz", ".tar"), (".gz", "")]);
             return Box::new(Gzip::new(Self::boxed_or_discard(self.child(cx, name, None))));
@@ -179,7 +179,7 @@ impl FileNode {
             let name = strip(&self.name, &[(".zst", "")]);
             return Box::new(Zstd::new(Self::boxed_or_discard(self.child(cx, name, None))));
         }
-        if head.len() >= 2 && head[0] == 0x78 && matches!(head[1], 0x9c | 0xda) && is_zlib(head) {
+        if head.len() >= 2 && head[0] == 0x78 && matches!(head[1], 0x9c | 0xda) && is_zlib(head) && inflates(head, true) {
             self.kind = "zlib";
             return Box::new(Deflate::new(true, Self::boxed_or_discard(self.child(cx, None, None))));
         }

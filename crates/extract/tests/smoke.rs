@@ -41,3 +41,72 @@ fn text_that_only_looks_like_json_or_pdf_is_still_scanned() {
     assert_eq!(verdict_of(b"About the %PDF-1.7 header: card 4111 1111 1111 1111\n"), Verdict::Match);
     assert_eq!(verdict_of(b"plain words, nothing to see\n"), Verdict::Clean);
 }
+
+fn report_of(hints: BodyHints, data: &[u8]) -> portcullis_extract::Report {
+    let mut i = Inspection::new(Ruleset::builtin(), hints, Limits::default());
+    for c in data.chunks(16 * 1024) {
+        i.chunk(c);
+    }
+    i.finish()
+}
+
+/// Deterministic bytes that look random (xorshift).
+fn noise(n: usize, mut x: u64) -> Vec<u8> {
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 32) as u8
+        })
+        .collect()
+}
+
+#[test]
+fn base64_of_random_bytes_in_a_form_is_clean_not_corrupt_zlib() {
+    // What `curl --data-binary @file` sends for a base64 file: a form whose `+` become spaces, so
+    // the base64 finder sees ~100k short runs of random bytes; a few dozen start with zlib's or
+    // gzip's two magic bytes. They are not compressed streams and the upload is not unscannable.
+    use base64::Engine as _;
+    let text = base64::engine::general_purpose::STANDARD.encode(noise(6 << 20, 0x9e37_79b9_7f4a_7c15));
+    let hints = BodyHints { content_type: Some("application/x-www-form-urlencoded".into()), ..Default::default() };
+    let r = report_of(hints, text.as_bytes());
+    assert_eq!(r.verdict, Verdict::Clean, "{:?}", r.reason);
+}
+
+#[test]
+fn magic_bytes_that_do_not_inflate_are_scanned_as_binary() {
+    use base64::Engine as _;
+    // zlib's header (0x78 0x9c passes its check) and gzip's, then a reserved deflate block type.
+    let mut zlib_like = vec![0x78, 0x9c];
+    zlib_like.extend_from_slice(&[0xff; 40]);
+    let mut gzip_like = vec![0x1f, 0x8b, 0x08, 0, 0, 0, 0, 0, 0, 3];
+    gzip_like.extend_from_slice(&[0xff; 40]);
+    for blob in [zlib_like, gzip_like, vec![0x1f, 0x8b, 0x07, 0x41, 0x42, 0x43]] {
+        let r = report_of(BodyHints::default(), &blob);
+        assert_eq!(r.verdict, Verdict::Clean, "raw {blob:02x?}: {:?} {:?}", r.reason, r.files);
+        assert!(matches!(r.files[0].kind.as_str(), "binary" | "text"), "{}", r.files[0].kind);
+        let json = format!(r#"{{"attachment":"{}"}}"#, base64::engine::general_purpose::STANDARD.encode(&blob));
+        let r = report_of(BodyHints::default(), json.as_bytes());
+        assert_eq!(r.verdict, Verdict::Clean, "base64 {blob:02x?}: {:?}", r.reason);
+    }
+    // A card number after such a header is found in the raw bytes.
+    let mut with_card = vec![0x78, 0x9c, 0xff, 0xff];
+    with_card.extend_from_slice(b" card 4111 1111 1111 1111 ");
+    assert_eq!(report_of(BodyHints::default(), &with_card).verdict, Verdict::Match);
+}
+
+#[test]
+fn a_real_zlib_stream_that_breaks_later_is_still_unscannable() {
+    let words: Vec<u8> = noise(300_000, 7).iter().map(|b| b"abcdefghij klmnop\n"[usize::from(*b) % 18]).collect();
+    let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(&words).unwrap();
+    let mut z = e.finish().unwrap();
+    assert!(z.len() > 8 * 1024);
+    for b in &mut z[4096..4160] {
+        *b = !*b;
+    }
+    let r = report_of(BodyHints::default(), &z);
+    assert_eq!(r.verdict, Verdict::Unscannable);
+    assert!(r.reason.as_deref().unwrap_or("").contains("corrupt zlib stream"), "{:?}", r.reason);
+}
