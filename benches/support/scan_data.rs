@@ -108,3 +108,18 @@ pub fn random_binary(len: usize) -> Vec<u8> {
     out
 }
 
+
+/// `n` distinct made-up project code names (lowercase, 6-10 letters, like "kalomi" or
+/// "zupenisa"): an organisation's keyword dictionary.
+#[allow(dead_code)] // not every user of this module needs it
+pub fn code_names(n: usize) -> Vec<String> {
+    const SYLLABLES: [&str; 20] =
+        ["ka", "lo", "mi", "ra", "to", "ve", "zu", "pe", "ni", "sa", "do", "fi", "gu", "ha", "je", "qu", "xo", "yi", "wa", "be"];
+    let mut rng = Rng(99);
+    let mut names = std::collections::BTreeSet::new();
+    while names.len() < n {
+        let k = 3 + rng.below(3);
+        names.insert((0..k).map(|_| SYLLABLES[rng.below(SYLLABLES.len())]).collect::<String>());
+    }
+    names.into_iter().collect()
+}

@@ -261,6 +261,9 @@ fn line_of(src: &str, offset: usize) -> usize {
     src.as_bytes()[..offset.min(src.len())].iter().filter(|b| **b == b'\n').count() + 1
 }
 
+/// Up to this many prefilter literals the shared automaton is a full DFA (see `Ruleset::assemble`).
+const DFA_MAX_PATTERNS: usize = 50_000;
+
 /// Regex syntax used by every rule: byte-oriented, ASCII `\b`/`\w`/`\d` (fast DFA route; the
 /// prefilter and the DFA never fall back to slower engines on non-ASCII text). Non-ASCII
 /// literal text in a pattern still matches its UTF-8 bytes.
@@ -624,18 +627,29 @@ impl Ruleset {
         let ac = if patterns.is_empty() {
             None
         } else {
-            Some(
+            // A full DFA, not the contiguous NFA the crate picks past 100 patterns: with a
+            // keyword dictionary (thousands of project code names, lowercase, so the sweep's
+            // literal filter is off) the automaton reads every byte, and the DFA reads prose
+            // 3-4x faster (64 MiB, 2,000 names: 0.41 -> 0.12 s over the built-ins alone; 20,000
+            // names: 0.52 -> 0.20 s) for ~1.5 KiB of memory per name, once per ruleset. Past
+            // DFA_MAX_PATTERNS, or if the DFA cannot be built, the crate chooses.
+            let build = |kind| {
                 AhoCorasickBuilder::new()
                     .match_kind(MatchKind::LeftmostLongest)
                     .ascii_case_insensitive(ci)
+                    .kind(kind)
                     .build(&patterns)
-                    .map_err(|e| RuleError::Invalid {
-                        file: "(all rules)".into(),
-                        line: 0,
-                        detector: "(prefilter)".into(),
-                        message: e.to_string(),
-                    })?,
-            )
+            };
+            let dfa = (patterns.len() <= DFA_MAX_PATTERNS).then(|| build(Some(aho_corasick::AhoCorasickKind::DFA)));
+            Some(match dfa {
+                Some(Ok(ac)) => ac,
+                _ => build(None).map_err(|e| RuleError::Invalid {
+                    file: "(all rules)".into(),
+                    line: 0,
+                    detector: "(prefilter)".into(),
+                    message: e.to_string(),
+                })?,
+            })
         };
         let digit_detectors: Vec<usize> =
             detectors.iter().enumerate().filter(|(_, d)| matches!(d.trigger, Trigger::Digits(_))).map(|(i, _)| i).collect();
