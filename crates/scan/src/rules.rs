@@ -627,12 +627,12 @@ impl Ruleset {
         let ac = if patterns.is_empty() {
             None
         } else {
-            // A full DFA, not the contiguous NFA the crate picks past 100 patterns: with a
-            // keyword dictionary (thousands of project code names, lowercase, so the sweep's
-            // literal filter is off) the automaton reads every byte, and the DFA reads prose
-            // 3-4x faster (64 MiB, 2,000 names: 0.41 -> 0.12 s over the built-ins alone; 20,000
-            // names: 0.52 -> 0.20 s) for ~1.5 KiB of memory per name, once per ruleset. Past
-            // DFA_MAX_PATTERNS, or if the DFA cannot be built, the crate chooses.
+            // A full DFA, not the contiguous NFA the crate picks past 100 patterns: when the
+            // sweep's filter is off (lowercase literals that are not whole-word keywords) the
+            // automaton reads every byte, and the DFA reads prose 3-4x faster (64 MiB, 2,000
+            // names: 0.41 -> 0.12 s over the built-ins alone; 20,000 names: 0.52 -> 0.20 s) for
+            // ~1.5 KiB of memory per name, once per ruleset. Past DFA_MAX_PATTERNS, or if the DFA
+            // cannot be built, the crate chooses.
             let build = |kind| {
                 AhoCorasickBuilder::new()
                     .match_kind(MatchKind::LeftmostLongest)
@@ -655,7 +655,18 @@ impl Ruleset {
             detectors.iter().enumerate().filter(|(_, d)| matches!(d.trigger, Trigger::Digits(_))).map(|(i, _)| i).collect();
         let shapes: Vec<DigitShape> =
             detectors.iter().filter_map(|d| if let Trigger::Digits(s) = d.trigger { Some(s) } else { None }).collect();
-        let sweep = crate::sweep::Sweep::new(&patterns, ci, !shapes.is_empty());
+        // Literals only reported at word starts: they begin with a word byte and every detector
+        // using them is a keyword-only, whole-word one (the engine checks the boundary).
+        let word: Vec<bool> = patterns
+            .iter()
+            .zip(&owners)
+            .map(|(p, os)| {
+                p.first().is_some_and(|&b| b.is_ascii_alphanumeric() || b == b'_')
+                    && os.iter().all(|(di, _)| detectors[*di].regex.is_none() && detectors[*di].whole_word)
+            })
+            .collect();
+        let fold: Vec<bool> = owners.iter().map(|os| ci && os.iter().any(|(di, _)| !detectors[*di].case_sensitive)).collect();
+        let sweep = crate::sweep::Sweep::new(&patterns, &fold, &word, !shapes.is_empty());
         let digit_min_total = shapes.iter().map(|s| s.total).min().unwrap_or(0);
         let digit_min_run = shapes.iter().map(|s| s.run).min().unwrap_or(0);
         let longest_literal = patterns.iter().map(Vec::len).max().unwrap_or(0);

@@ -222,3 +222,68 @@ fn large_chunks_scanned_in_place_equal_small_chunks() {
     let small: Vec<usize> = (0..input.len()).step_by(4093).collect();
     assert_eq!(chunked(&rules, &input, &small), expect);
 }
+
+/// The built-ins with a case-insensitive dictionary of lowercase names (looked up only at word
+/// starts by the prefilter sweep).
+fn dictionary_rules() -> Arc<Ruleset> {
+    let mut sources: Vec<(String, String)> =
+        Ruleset::builtin_sources().iter().map(|(n, s)| (n.to_string(), s.to_string())).collect();
+    let toml = "[[detector]]\nid = \"birds\"\ndescription = \"d\"\nseverity = \"low\"\ncase_insensitive = true\n\
+                keywords = [\"falcon\", \"falconer\", \"osprey\", \"kite runner\", \"harrier\", \"merlin9\"]\n";
+    sources.push(("birds.toml".into(), toml.into()));
+    Arc::new(Ruleset::from_sources(&sources).unwrap())
+}
+
+const BIRD_WORDS: &[&str] = &[
+    "falcon", "FALCONER", "Osprey", "ospreys", "kite runner", "kite", "Kite Runner", "harrier_", "xharrier", "harrier",
+    "Merlin9", "merlin",
+];
+const FILLER: &[&str] = &["9", "the", "a", "12", "-", " ", " ", " ", "\n", ".", "é", " Report", "fal", "spr"];
+
+/// Whole-word, case-insensitive, leftmost, longest-first, non-overlapping occurrences.
+fn naive_bird_count(text: &[u8]) -> u64 {
+    let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    let mut kws: Vec<&[u8]> =
+        ["falcon", "falconer", "osprey", "kite runner", "harrier", "merlin9"].iter().map(|k| k.as_bytes()).collect();
+    kws.sort_by_key(|k| std::cmp::Reverse(k.len()));
+    let lower = text.to_ascii_lowercase();
+    let (mut i, mut n) = (0, 0);
+    'at: while i < lower.len() {
+        if i == 0 || !word(lower[i - 1]) {
+            for k in &kws {
+                let end = i + k.len();
+                if lower[i..].starts_with(k) && (end == lower.len() || !word(lower[end])) {
+                    n += 1;
+                    i = end;
+                    continue 'at;
+                }
+            }
+        }
+        i += 1;
+    }
+    n
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(160))]
+
+    #[test]
+    fn dictionary_words_are_counted_at_word_starts_only(
+        // Sparse birds in long filler, so the sweep's filter is on (few candidate blocks), and
+        // dense ones in short text.
+        parts in prop_oneof![
+            prop::collection::vec(prop_oneof![150 => prop::sample::select(FILLER), 1 => prop::sample::select(BIRD_WORDS)], 3000..6000),
+            prop::collection::vec(prop_oneof![3 => prop::sample::select(FILLER), 1 => prop::sample::select(BIRD_WORDS)], 0..200),
+        ],
+        cuts in prop::collection::vec(any::<usize>(), 0..8),
+    ) {
+        let input = parts.concat().into_bytes();
+        let rules = dictionary_rules();
+        let expect = whole(&rules, &input);
+        prop_assert_eq!(chunked(&rules, &input, &cuts), expect.clone());
+        let mut s = Scanner::new(Arc::clone(&rules));
+        s.feed(&input);
+        let birds = s.finish().iter().find(|f| f.detector == "birds").map_or(0, |f| f.count);
+        prop_assert_eq!(birds, naive_bird_count(&input), "{}", String::from_utf8_lossy(&input));
+    }
+}
