@@ -493,7 +493,8 @@ fn uppercase_before(buf: &[u8], s: usize, n: usize) -> bool {
     n == 0 || (s >= n && buf[s - n..s].iter().all(u8::is_ascii_uppercase))
 }
 
-fn is_word_byte(b: u8) -> bool {
+/// An ASCII word byte (`\w`: letters, digits, `_`), the unit of whole-word matching.
+pub(crate) fn is_word_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_'
 }
 

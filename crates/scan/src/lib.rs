@@ -7,20 +7,21 @@
 //! reject innocent bytes as cheaply as possible and spend effort only near candidates:
 //!
 //! 1. **Prefilter.** One pass over each buffer (the *sweep*, `sweep.rs`), 64 bytes at a time
-//!    in loops the compiler vectorises, finds two things. Detectors that have no literal (card
-//!    numbers, ID numbers) declare a *digit shape*: a run of at least `min_digit_run` digits,
-//!    optionally `min_digits` digits in a group of runs joined by single separators and
-//!    `uppercase_before_digits` capitals right before the run; the sweep lists the digit runs,
-//!    and a group that fits no shape (a year, a page number) opens no window. All literals of
-//!    all detectors (keywords, markers like `PRIVATE KEY`, prefixes like `AKIA`, whole keyword
-//!    dictionaries, and literal prefixes extracted from officers' own regexes) compile into
-//!    **one** Aho-Corasick automaton (leftmost-longest, so its SIMD "Teddy" prefilter applies;
-//!    literals that are prefixes of the reported one are credited too); the sweep marks the
-//!    blocks where a literal may start (from the byte classes of every literal's first two
-//!    bytes) and the automaton searches only those, or the whole buffer when candidates are
-//!    not rare or the classes are too common in text (lowercase dictionaries). A regex with
-//!    neither literal nor shape falls back to running over everything (correct, slower;
-//!    `rules check` warns).
+//!    as SSE2 byte-class masks (`blockmask.rs`), finds two things. Detectors that have no
+//!    literal (card numbers, ID numbers) declare a *digit shape*: a run of at least
+//!    `min_digit_run` digits, optionally `min_digits` digits in a group of runs joined by single
+//!    separators and `uppercase_before_digits` capitals right before the run; the sweep lists
+//!    the digit runs, and a group that fits no shape (a year, a page number) opens no window.
+//!    All literals of all detectors (keywords, markers like `PRIVATE KEY`, prefixes like `AKIA`,
+//!    whole keyword dictionaries, and literal prefixes extracted from officers' own regexes)
+//!    compile into **one** Aho-Corasick automaton (leftmost-longest, so its SIMD "Teddy"
+//!    prefilter applies; literals that are prefixes of the reported one are credited too); the
+//!    sweep marks the blocks where a literal may start (from the byte classes of the literals'
+//!    first two bytes, and for whole-word keywords from the first bytes of each word in the
+//!    text) and the automaton searches only those, or the whole buffer when candidates are not
+//!    rare or the classes are too common in text (lowercase literals that are not whole-word
+//!    keywords). A regex with neither literal nor shape falls back to running over everything
+//!    (correct, slower; `rules check` warns).
 //! 2. **Confirm.** Each trigger opens a window of the detector's maximum match length on either
 //!    side; windows of one detector are merged and its regex (regex-automata's meta engine,
 //!    byte-oriented, ASCII classes, so it stays on its DFAs) runs only inside them. Look-around
@@ -41,10 +42,10 @@
 //!
 //! # Performance (see `benches/scan_throughput.rs`)
 //! On prose the cost is the sweep (one read of the data; digit runs in digit-rich text are its
-//! dearest part); confirmation, validation and context run only near candidates. On match-dense data the cost is per value (regex confirm, checksum,
-//! context), so throughput falls with value density; samples and HMACs are only computed for a
-//! detector's first 1024 values, and context is no longer searched once a finding is at high
-//! confidence.
+//! dearest part); confirmation, validation and context run only near candidates. On match-dense
+//! data the cost is per value (regex confirm, checksum, context), so throughput falls with value
+//! density; samples and HMACs are only computed for a detector's first 1024 values, and context
+//! is no longer searched once a finding is at high confidence.
 //!
 //! # What is never kept
 //! Matched values exist only transiently in the scan buffer. Findings hold masked samples

@@ -661,7 +661,7 @@ impl Ruleset {
             .iter()
             .zip(&owners)
             .map(|(p, os)| {
-                p.first().is_some_and(|&b| b.is_ascii_alphanumeric() || b == b'_')
+                p.first().copied().is_some_and(crate::engine::is_word_byte)
                     && os.iter().all(|(di, _)| detectors[*di].regex.is_none() && detectors[*di].whole_word)
             })
             .collect();

@@ -421,6 +421,7 @@ fn runs_in_block(m: u64, at: usize, open: &mut Option<usize>, runs: &mut Vec<(us
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::is_word_byte;
 
     fn runs(h: &[u8]) -> Vec<(usize, usize)> {
         let mut out = SweepOut::default();
@@ -608,10 +609,6 @@ mod tests {
             assert_eq!(word_key(x, u64::MAX, false), x);
             assert_eq!(word_key(x, 0xffff, true), want & 0xffff);
         }
-    }
-
-    fn is_word_byte(b: u8) -> bool {
-        b.is_ascii_alphanumeric() || b == b'_'
     }
 
     /// Word literals (keyword-only whole-word detectors) next to byte-pair literals, in random

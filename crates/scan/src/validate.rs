@@ -442,7 +442,7 @@ pub fn base62_6(mut n: u32) -> [u8; 6] {
 /// checksum: checked by shape, as gitleaks' and trufflehog's rules do).
 pub fn github_token(value: &[u8]) -> bool {
     if let Some(rest) = value.strip_prefix(b"github_pat_") {
-        return rest.len() == 82 && rest.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'_');
+        return rest.len() == 82 && rest.iter().copied().all(crate::engine::is_word_byte);
     }
     if value.len() != 40 || !value.starts_with(b"gh") || value[3] != b'_' {
         return false;
