@@ -39,6 +39,13 @@ impl Block64 {
         Lanes(imp::eq(&self.0, b))
     }
 
+    /// Lanes whose byte, read as `i8`, is below `x`: for `x` in `1..=0x7f`, the bytes below `x`
+    /// and every non-ASCII byte (`0x80..`), in one compare.
+    #[inline(always)]
+    pub fn signed_lt(&self, x: i8) -> Lanes {
+        Lanes(imp::signed_lt(&self.0, x))
+    }
+
     /// The block with `bits` or-ed into every byte (`0x20` folds ASCII letters to lowercase).
     #[inline(always)]
     pub fn or_each(&self, bits: u8) -> Block64 {
@@ -85,7 +92,7 @@ impl std::ops::BitAnd for Lanes {
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 mod imp {
     use safe_arch::{
-        bitand_m128i, bitor_m128i, cmp_eq_mask_i8_m128i, load_unaligned_m128i, m128i, min_u8_m128i, move_mask_i8_m128i,
+        bitand_m128i, bitor_m128i, cmp_eq_mask_i8_m128i, cmp_lt_mask_i8_m128i, load_unaligned_m128i, m128i, min_u8_m128i, move_mask_i8_m128i,
         set_splat_i8_m128i, sub_i8_m128i,
     };
 
@@ -133,6 +140,12 @@ mod imp {
     pub fn eq(b: &Block, x: u8) -> Lanes {
         let x = set_splat_i8_m128i(x as i8);
         map(b, |v| cmp_eq_mask_i8_m128i(v, x))
+    }
+
+    #[inline(always)]
+    pub fn signed_lt(b: &Block, x: i8) -> Lanes {
+        let x = set_splat_i8_m128i(x);
+        map(b, |v| cmp_lt_mask_i8_m128i(v, x))
     }
 
     #[inline(always)]
@@ -193,6 +206,11 @@ mod imp {
     #[inline(always)]
     pub fn eq(b: &Block, v: u8) -> Lanes {
         map(b, |x| u8::from(x == v))
+    }
+
+    #[inline(always)]
+    pub fn signed_lt(b: &Block, x: i8) -> Lanes {
+        map(b, |v| u8::from((v as i8) < x))
     }
 
     #[inline(always)]
@@ -257,6 +275,9 @@ mod tests {
                     assert_eq!(b.in_range(lo, hi).bits(), naive(&block, |x| lo <= x && x <= hi), "{lo}..={hi}, {v} at {pos}");
                 }
                 assert_eq!(b.eq(v).bits(), naive(&block, |x| x == v));
+                for x in [1i8, 0x2b, 0x7f, 0, -128, -1] {
+                    assert_eq!(b.signed_lt(x).bits(), naive(&block, |y| (y as i8) < x), "signed_lt {x}, {v} at {pos}");
+                }
                 let letters = b.or_each(0x20).in_range(b'a', b'z');
                 assert_eq!(letters.bits(), naive(&block, |x| x.is_ascii_alphabetic()));
                 assert!(b.eq(v).any());
