@@ -150,13 +150,25 @@ async fn phase(
     direct: impl std::future::Future<Output = f64>,
     proxied: impl std::future::Future<Output = f64>,
 ) -> Row {
+    let (l0, t0) = (own_cpu_secs(), Instant::now());
     let d = direct.await;
-    let c0 = proxy.cpu_secs();
+    let load_direct = (own_cpu_secs() - l0) * 1000.0 / (d * t0.elapsed().as_secs_f64());
+    let (c0, l0) = (proxy.cpu_secs(), own_cpu_secs());
     let t0 = Instant::now();
     let v = proxied.await;
     let cpu = proxy.cpu_secs() - c0;
     let n = v * t0.elapsed().as_secs_f64();
-    Row { name, unit, direct: d, proxied: v, cpu_ms_per_req: cpu * 1000.0 / n }
+    let load_proxied = (own_cpu_secs() - l0) * 1000.0 / n;
+    Row { name, unit, direct: d, proxied: v, cpu_ms_per_req: cpu * 1000.0 / n, load_direct, load_proxied }
+}
+
+/// CPU seconds used by this process (the load generator and the origin), from /proc/self/stat.
+fn own_cpu_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<f64> = after.split_whitespace().map(|x| x.parse().unwrap_or(0.0)).collect();
+    // utime and stime are fields 14 and 15; fields after ')' start at field 3.
+    (f.get(11).unwrap_or(&0.0) + f.get(12).unwrap_or(&0.0)) / 100.0
 }
 
 struct Row {
@@ -165,6 +177,9 @@ struct Row {
     direct: f64,
     proxied: f64,
     cpu_ms_per_req: f64,
+    /// CPU of this process (client + origin) per request, going direct and through the proxy.
+    load_direct: f64,
+    load_proxied: f64,
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -240,19 +255,25 @@ async fn main() {
     drop(idle);
 
     println!("\nPortcullis proxy bench — loopback, same run, same load generator (PHASE_SECS={})", phase_secs());
-    println!("{:<52} {:>8} {:>12} {:>12} {:>8} {:>14}", "phase", "unit", "direct", "proxy", "ratio", "proxy CPU/req");
+    println!(
+        "{:<52} {:>8} {:>12} {:>12} {:>8} {:>14} {:>22}",
+        "phase", "unit", "direct", "proxy", "ratio", "proxy CPU/req", "client+origin CPU/req"
+    );
     for r in &rows {
         let (d, v) = (r.direct, r.proxied);
         println!(
-            "{:<52} {:>8} {:>12.1} {:>12.1} {:>7.0}% {:>11.3} ms",
+            "{:<52} {:>8} {:>12.1} {:>12.1} {:>7.0}% {:>11.3} ms {:>7.3} / {:.3} ms",
             r.name,
             r.unit,
             d,
             v,
             100.0 * v / d,
-            r.cpu_ms_per_req
+            r.cpu_ms_per_req,
+            r.load_direct,
+            r.load_proxied
         );
     }
+    println!("(client+origin CPU/req: this process, going direct / through the proxy; all share 2 cores)");
     if idle_n > 0 {
         println!("idle intercepted connections: {idle_n}, proxy RSS +{} KiB → {per_conn_kib:.1} KiB per idle connection", rss1.saturating_sub(rss0));
     }
