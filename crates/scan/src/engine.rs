@@ -87,6 +87,8 @@ pub struct Scanner {
     /// Scratch: digit runs and literal spans of the current buffer.
     swept: SweepOut,
     context_cache: Vec<ContextCache>,
+    /// Scratch: a lowercased region searched for context keywords.
+    context_lower: Vec<u8>,
 }
 
 impl std::fmt::Debug for Scanner {
@@ -115,6 +117,7 @@ impl Scanner {
             merged: Vec::new(),
             swept: SweepOut::default(),
             context_cache: vec![ContextCache::default(); n],
+            context_lower: Vec::new(),
         }
     }
 
@@ -481,7 +484,17 @@ impl Scanner {
         if cache.round != self.round_base || ws < cache.lo || we > cache.hi {
             let hi = (ws + CONTEXT_SPAN).max(we).min(buf.len());
             cache.hits.clear();
-            cache.hits.extend(ac.find_overlapping_iter(&buf[ws..hi]).map(|m| (ws + m.start(), ws + m.end())));
+            // Keywords match regardless of ASCII case: the region is lowercased (same offsets),
+            // then every position where a keyword starts is found with the shortest keyword
+            // there; if any keyword at a position fits in a window, the shortest does.
+            let lower = &mut self.context_lower;
+            lower.clear();
+            lower.extend(buf[ws..hi].iter().map(u8::to_ascii_lowercase));
+            let mut at = 0;
+            while let Some(m) = ac.find(aho_corasick::Input::new(&lower[..]).span(at..lower.len())) {
+                cache.hits.push((ws + m.start(), ws + m.end()));
+                at = m.start() + 1;
+            }
             (cache.round, cache.lo, cache.hi) = (self.round_base, ws, hi);
         }
         cache.hits.iter().any(|&(hs, he)| (hs >= ws && he <= s) || (hs >= e && he <= we))

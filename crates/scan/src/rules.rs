@@ -472,9 +472,13 @@ impl Compiling<'_> {
         let context_ac = match &context {
             None => None,
             Some(c) => Some(
+                // Matched against ASCII-lowercased text (see `Scanner::context_near`), shortest
+                // keyword first and leftmost-first: at each position where keywords start the
+                // search reports the one that ends first. Case-sensitive, so the automaton's
+                // SIMD prefilter applies (it does not with ASCII case folding).
                 AhoCorasickBuilder::new()
-                    .ascii_case_insensitive(true)
-                    .build(&c.keywords)
+                    .match_kind(aho_corasick::MatchKind::LeftmostFirst)
+                    .build(context_patterns(&c.keywords))
                     .map_err(|e| self.err(0..0, &id, format!("context keywords: {e}")))?,
             ),
         };
@@ -761,3 +765,10 @@ static BUILTIN_SOURCES: &[(&str, &str)] = builtin_rules!(
     "github-token.toml",
     "classification-marking.toml",
 );
+
+/// Context keywords ASCII-lowercased, shortest first (stable: equal lengths keep file order).
+fn context_patterns(keywords: &[String]) -> Vec<Vec<u8>> {
+    let mut k: Vec<Vec<u8>> = keywords.iter().map(|w| w.as_bytes().to_ascii_lowercase()).collect();
+    k.sort_by_key(Vec::len);
+    k
+}

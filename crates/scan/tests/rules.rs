@@ -235,27 +235,52 @@ fn builtin_detectors_all_have_a_prefilter() {
     }
 }
 
-#[test]
-fn context_keyword_that_is_a_prefix_of_a_longer_one_counts() {
-    // The longer keyword starts at the same place but does not fit in `within`; the shorter one
-    // (a case-insensitive prefix of it) does, so the value has context.
-    let toml = r#"
+/// Employee numbers (E + 6 digits), reported only with one of `keywords` (a TOML array)
+/// within `within` bytes.
+fn employee_numbers(keywords: &str, within: usize) -> Arc<Ruleset> {
+    let toml = format!(
+        r#"
 [[detector]]
 id = "emp"
 description = "Employee numbers"
 severity = "medium"
-regex = '''\bE\d{6}\b'''
+regex = '''\bE\d{{6}}\b'''
 min_digit_run = 6
 
 [detector.context]
-keywords = ["employee record", "EMP"]
-within = 6
+keywords = {keywords}
+within = {within}
 required = true
-"#;
-    let r = Arc::new(rules(toml).unwrap());
+"#
+    );
+    Arc::new(rules(&toml).unwrap())
+}
+
+#[test]
+fn context_keyword_that_is_a_prefix_of_a_longer_one_counts() {
+    // The longer keyword starts at the same place but does not fit in `within`; the shorter one
+    // (a case-insensitive prefix of it) does, so the value has context.
+    let r = employee_numbers(r#"["employee record", "EMP"]"#, 6);
     assert_eq!(scan(&r, "E123456 employee record")[0].count, 1);
     assert_eq!(scan(&r, "emp E123456")[0].count, 1);
     assert!(scan(&r, "employee record E123456 and more text").is_empty());
     assert!(scan(&r, "E123456 xyzwv employee record").is_empty());
     assert!(scan(&r, "employee recor E123456").is_empty());
+}
+
+#[test]
+fn context_keyword_overlapping_an_earlier_one_counts() {
+    // "bank" starts before the 10-byte window and overlaps "konto", which lies inside it: the
+    // value has context. Keywords match in any ASCII case; other text is left as it is.
+    let r = employee_numbers(r#"["bank", "konto", "身份证"]"#, 10);
+    for text in ["xbankontoxxxx E123456", "xBANKONTOxxxx E123456", "xbanKontoxxxx E123456", "身份证 E123456", "E123456 kOnTo"] {
+        assert_eq!(scan(&r, text).len(), 1, "{text}");
+    }
+    for text in ["xbankontxxxxx E123456", "身份 E123456", "E123456 xxxxxxkonto", "bank         E123456"] {
+        assert!(scan(&r, text).is_empty(), "{text}");
+    }
+    // The same after an earlier value (without context of its own) decided in the same round,
+    // whose search for keywords already covered "bank" and "konto".
+    let two = format!("E111111{}bankontoxxxx E123456{}.", " ".repeat(12), " ".repeat(40));
+    assert_eq!(scan(&r, &two)[0].count, 1);
 }
