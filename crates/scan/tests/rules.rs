@@ -253,7 +253,7 @@ within = {within}
 required = true
 "#
     );
-    Arc::new(rules(&toml).unwrap())
+    Arc::new(rules(&toml).expect("employee-number rules load"))
 }
 
 #[test]
