@@ -10,6 +10,9 @@
 //! * Triggers are found in the buffer: Aho-Corasick hits of detectors' literals, maximal digit
 //!   runs for literal-free detectors. Each trigger gives a window (`max_len` either side) in which
 //!   the detector's regex runs; windows of one detector are merged, so a match is found once.
+//!   A digit-run window also stops where bytes the regex cannot consume begin (a card number's
+//!   window ends at the comma after it), so in dense data (CSV rows of values) each value gets
+//!   its own short window instead of windows merging into the whole buffer.
 //! * A match starting at `s` is *decided* only once `s + max_len + 1 + context` bytes are in the
 //!   buffer (its *horizon*): then every byte the regex, the look-around and the context window
 //!   could depend on is present, so the decision equals the whole-input one. Matches beyond the
@@ -327,15 +330,29 @@ impl Scanner {
                 if total < rules.digit_min_total || longest < rules.digit_min_run {
                     continue;
                 }
-                let (gs, ge) = (group[0].0, group[group.len() - 1].1);
-                for &di in &rules.digit_detectors {
-                    let d = &rules.detectors[di];
-                    let Trigger::Digits(shape) = d.trigger else { continue };
-                    if total >= shape.total
-                        && longest >= shape.run
-                        && group.iter().any(|&(s, e)| e - s >= shape.run && uppercase_before(buf, s, shape.upper_before))
-                    {
-                        scratch[di].push((gs.saturating_sub(d.max_len), (ge + d.max_len).min(end)));
+                for t in &rules.digit_detectors {
+                    let shape = t.shape;
+                    let qualifies = |&(s, e): &(usize, usize)| e - s >= shape.run && uppercase_before(buf, s, shape.upper_before);
+                    if total < shape.total || longest < shape.run || !group.iter().any(qualifies) {
+                        continue;
+                    }
+                    // Every match holds `shape.run` digits of one of the group's qualifying
+                    // runs and is at most `max_len` long; it also lies inside a stretch of bytes
+                    // the regex can consume (digits among them). Dense data (a CSV row of
+                    // values) so gets one short window per value instead of windows that merge
+                    // into the whole buffer.
+                    let mut window: Option<(usize, usize)> = None;
+                    for &(s, e) in group.iter().filter(|r| qualifies(r)) {
+                        let mut lo = (s + shape.run).saturating_sub(t.max_len).min(s);
+                        let mut hi = (e + t.max_len).saturating_sub(shape.run).clamp(e, end);
+                        if let Some(bytes) = &t.match_bytes {
+                            lo = s - buf[lo..s].iter().rev().take_while(|&&b| bytes.contains(b)).count();
+                            hi = e + buf[e..hi].iter().take_while(|&&b| bytes.contains(b)).count();
+                        }
+                        window = Some(window.map_or((lo, hi), |(l, h)| (l.min(lo), h.max(hi))));
+                    }
+                    if let Some(w) = window {
+                        scratch[t.det].push(w);
                     }
                 }
             }

@@ -86,6 +86,17 @@ pub(crate) struct DigitShape {
     pub total: usize,
 }
 
+/// A digit-triggered detector as the digit-group trigger sees it (one compact entry per
+/// detector: the trigger runs for every digit group of the input).
+#[derive(Clone, Debug)]
+pub(crate) struct DigitTrigger {
+    /// Detector index.
+    pub det: usize,
+    pub shape: DigitShape,
+    pub max_len: usize,
+    pub match_bytes: Option<ByteSet>,
+}
+
 /// One detector literal found at an AC hit position.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct LiteralOwner {
@@ -130,6 +141,9 @@ pub struct Detector {
     pub(crate) whole_word: bool,
     /// Upper bound of a match's length in bytes.
     pub(crate) max_len: usize,
+    /// Every byte a match of the regex can consume (None: any byte, or no regex). A match lies
+    /// inside a run of these bytes, which bounds the windows digit-run triggers give the regex.
+    pub(crate) match_bytes: Option<ByteSet>,
     pub(crate) exclude_values: Vec<Vec<u8>>,
     pub(crate) exclude_patterns: Vec<Regex>,
     pub(crate) context_ac: Option<AhoCorasick>,
@@ -165,8 +179,8 @@ pub struct Ruleset {
     pub(crate) hit_owners: Vec<Vec<LiteralOwner>>,
     /// Number of distinct literals.
     pub(crate) literal_total: usize,
-    /// Indices of digit-triggered detectors.
-    pub(crate) digit_detectors: Vec<usize>,
+    /// The digit-triggered detectors, with what the trigger needs of each.
+    pub(crate) digit_detectors: Vec<DigitTrigger>,
     /// The smallest `total` and `run` of their shapes (a digit group below either triggers none).
     pub(crate) digit_min_total: usize,
     pub(crate) digit_min_run: usize,
@@ -294,6 +308,56 @@ fn analyse(pattern: &str, case_insensitive: bool) -> Result<regex_syntax::hir::H
         .map_err(|e| format!("bad regex: {}", one_line(&e.to_string())))
 }
 
+/// A set of byte values.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct ByteSet([u64; 4]);
+
+impl ByteSet {
+    fn insert_range(&mut self, lo: u8, hi: u8) {
+        for b in lo..=hi {
+            self.0[usize::from(b >> 6)] |= 1 << (b & 63);
+        }
+    }
+
+    pub(crate) fn contains(&self, b: u8) -> bool {
+        self.0[usize::from(b >> 6)] & (1 << (b & 63)) != 0
+    }
+
+    fn is_full(&self) -> bool {
+        self.0 == [u64::MAX; 4]
+    }
+
+    /// The bytes a match of `hir` can consume (look-around consumes none). Unicode classes
+    /// (not produced with Unicode mode off, handled anyway) count as every non-ASCII byte.
+    fn consumed_by(hir: &regex_syntax::hir::Hir) -> Option<ByteSet> {
+        use regex_syntax::hir::{Class, HirKind};
+        let mut set = ByteSet::default();
+        let mut stack = vec![hir];
+        while let Some(h) = stack.pop() {
+            match h.kind() {
+                HirKind::Empty | HirKind::Look(_) => {}
+                HirKind::Literal(l) => l.0.iter().for_each(|&b| set.insert_range(b, b)),
+                HirKind::Class(Class::Bytes(c)) => c.ranges().iter().for_each(|r| set.insert_range(r.start(), r.end())),
+                HirKind::Class(Class::Unicode(c)) => {
+                    for r in c.ranges() {
+                        let (lo, hi) = (u32::from(r.start()), u32::from(r.end()));
+                        if lo < 0x80 {
+                            set.insert_range(lo as u8, hi.min(0x7f) as u8);
+                        }
+                        if hi >= 0x80 {
+                            set.insert_range(0x80, 0xff);
+                        }
+                    }
+                }
+                HirKind::Repetition(r) => stack.push(&r.sub),
+                HirKind::Capture(c) => stack.push(&c.sub),
+                HirKind::Concat(v) | HirKind::Alternation(v) => stack.extend(v.iter()),
+            }
+        }
+        Some(set)
+    }
+}
+
 /// Literal prefixes every match starts with, if they are few and long enough to prefilter on.
 fn extract_prefixes(hir: &regex_syntax::hir::Hir) -> Option<Vec<Vec<u8>>> {
     use regex_syntax::hir::literal::{ExtractKind, Extractor};
@@ -389,10 +453,12 @@ impl Compiling<'_> {
         let mut regex = None;
         let mut max_len = literals.iter().map(Vec::len).max().unwrap_or(0);
         let mut trigger = if literals.is_empty() { Trigger::Full } else { Trigger::Literals };
+        let mut match_bytes = None;
         if let Some(pattern) = &raw.regex {
             let span = pattern.span();
             let hir = analyse(pattern.get_ref(), raw.case_insensitive)
                 .map_err(|m| self.err(span.clone(), &id, m))?;
+            match_bytes = ByteSet::consumed_by(&hir).filter(|b| !b.is_full());
             let props = hir.properties();
             if props.minimum_len() == Some(0) {
                 return Err(self.err(span, &id, "regex can match empty text"));
@@ -510,6 +576,7 @@ impl Compiling<'_> {
             trigger,
             case_sensitive: !raw.case_insensitive,
             max_len,
+            match_bytes,
             exclude_values: exclude.values.into_iter().map(String::into_bytes).collect(),
             exclude_patterns,
             context_ac,
@@ -655,8 +722,20 @@ impl Ruleset {
                 })?,
             })
         };
-        let digit_detectors: Vec<usize> =
-            detectors.iter().enumerate().filter(|(_, d)| matches!(d.trigger, Trigger::Digits(_))).map(|(i, _)| i).collect();
+        let digit_detectors: Vec<DigitTrigger> = detectors
+            .iter()
+            .enumerate()
+            .filter_map(|(det, d)| match d.trigger {
+                Trigger::Digits(shape) => Some(DigitTrigger {
+                    det,
+                    shape,
+                    max_len: d.max_len,
+                    // Only useful when digits are among the bytes (else the shape is wrong).
+                    match_bytes: d.match_bytes.filter(|b| (b'0'..=b'9').all(|x| b.contains(x))),
+                }),
+                _ => None,
+            })
+            .collect();
         let shapes: Vec<DigitShape> =
             detectors.iter().filter_map(|d| if let Trigger::Digits(s) = d.trigger { Some(s) } else { None }).collect();
         // Literals only reported at word starts: they begin with a word byte and every detector
