@@ -332,28 +332,27 @@ impl Scanner {
                 }
                 for t in &rules.digit_detectors {
                     let shape = t.shape;
-                    let qualifies = |&(s, e): &(usize, usize)| e - s >= shape.run && uppercase_before(buf, s, shape.upper_before);
-                    if total < shape.total || longest < shape.run || !group.iter().any(qualifies) {
+                    if total < shape.total || longest < shape.run {
                         continue;
                     }
+                    let qualifies = |&(s, e): &(usize, usize)| e - s >= shape.run && uppercase_before(buf, s, shape.upper_before);
                     // Every match holds `shape.run` digits of one of the group's qualifying
                     // runs and is at most `max_len` long; it also lies inside a stretch of bytes
                     // the regex can consume (digits among them). Dense data (a CSV row of
                     // values) so gets one short window per value instead of windows that merge
                     // into the whole buffer.
-                    let mut window: Option<(usize, usize)> = None;
-                    for &(s, e) in group.iter().filter(|r| qualifies(r)) {
-                        let mut lo = (s + shape.run).saturating_sub(t.max_len).min(s);
-                        let mut hi = (e + t.max_len).saturating_sub(shape.run).clamp(e, end);
-                        if let Some(bytes) = &t.match_bytes {
-                            lo = s - buf[lo..s].iter().rev().take_while(|&&b| bytes.contains(b)).count();
-                            hi = e + buf[e..hi].iter().take_while(|&&b| bytes.contains(b)).count();
-                        }
-                        window = Some(window.map_or((lo, hi), |(l, h)| (l.min(lo), h.max(hi))));
+                    // Both bounds only grow from run to run, so the first qualifying run gives
+                    // the window's start and the last one its end.
+                    let mut qualifying = group.iter().filter(|r| qualifies(r));
+                    let Some(&(s, first_end)) = qualifying.next() else { continue };
+                    let e = qualifying.last().map_or(first_end, |r| r.1);
+                    let mut lo = (s + shape.run).saturating_sub(t.max_len).min(s);
+                    let mut hi = (e + t.max_len).saturating_sub(shape.run).clamp(e, end);
+                    if let Some(bytes) = &t.match_bytes {
+                        lo = s - buf[lo..s].iter().rev().take_while(|&&b| bytes.contains(b)).count();
+                        hi = e + buf[e..hi].iter().take_while(|&&b| bytes.contains(b)).count();
                     }
-                    if let Some(w) = window {
-                        scratch[t.det].push(w);
-                    }
+                    scratch[t.det].push((lo, hi));
                 }
             }
         }
