@@ -345,7 +345,7 @@ impl Scanner {
                     // the window's start and the last one its end.
                     let mut qualifying = group.iter().filter(|r| qualifies(r));
                     let Some(&(s, first_end)) = qualifying.next() else { continue };
-                    let e = qualifying.last().map_or(first_end, |r| r.1);
+                    let e = qualifying.next_back().map_or(first_end, |r| r.1);
                     let mut lo = (s + shape.run).saturating_sub(t.max_len).min(s);
                     let mut hi = (e + t.max_len).saturating_sub(shape.run).clamp(e, end);
                     if let Some(bytes) = &t.match_bytes {
