@@ -252,13 +252,12 @@ fn next_candidate(data: &[u8], i: usize) -> usize {
     // Alphabet bytes right before `b`: the run that reaches into block `b` (shorter than W).
     let mut carry = 0usize;
     while b + W < data.len() {
-        let mut block = [0u8; W];
-        block.copy_from_slice(&data[b..b + W]);
+        let Some(block) = data.get(b..).and_then(<[u8]>::first_chunk::<W>) else { break };
         // First a cheaper test with a coarser class: every byte that is not a separator (below
         // `+` or non-ASCII, or a comma) might be alphabet. Prose and JSON have a separator at
         // least every 16 bytes and no `=`; such a block holds nothing that could commit, and
         // its trailing non-separators bound the alphabet run carried into the next block.
-        let loaded = Block64::load(&block);
+        let loaded = Block64::load(block);
         if !loaded.eq(b'=').any() {
             let n = !(loaded.signed_lt(b'+' as i8) | loaded.eq(b',')).bits();
             let mut r = n & (n >> 1);
@@ -271,7 +270,7 @@ fn next_candidate(data: &[u8], i: usize) -> usize {
                 continue;
             }
         }
-        let (m, eq) = block_masks(&block);
+        let (m, eq) = block_masks(block);
         let mut r = m & (m >> 1);
         r &= r >> 2;
         r &= r >> 4;
