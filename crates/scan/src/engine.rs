@@ -340,14 +340,13 @@ impl Scanner {
                     // runs and is at most `max_len` long; it also lies inside a stretch of bytes
                     // the regex can consume (digits among them). Dense data (a CSV row of
                     // values) so gets one short window per value instead of windows that merge
-                    // into the whole buffer.
-                    // Both bounds only grow from run to run, so the first qualifying run gives
-                    // the window's start and the last one its end.
+                    // into the whole buffer. Both bounds grow from run to run, so the first
+                    // qualifying run gives the window's start and the last one its end.
                     let mut qualifying = group.iter().filter(|r| qualifies(r));
                     let Some(&(s, first_end)) = qualifying.next() else { continue };
                     let e = qualifying.next_back().map_or(first_end, |r| r.1);
                     let mut lo = (s + shape.run).saturating_sub(t.max_len).min(s);
-                    let mut hi = (e + t.max_len).saturating_sub(shape.run).clamp(e, end);
+                    let mut hi = (e + t.max_len).saturating_sub(shape.run).min(end).max(e);
                     if let Some(bytes) = &t.match_bytes {
                         lo = s - buf[lo..s].iter().rev().take_while(|&&b| bytes.contains(b)).count();
                         hi = e + buf[e..hi].iter().take_while(|&&b| bytes.contains(b)).count();
