@@ -329,7 +329,7 @@ impl ByteSet {
 
     /// The bytes a match of `hir` can consume (look-around consumes none). Unicode classes
     /// (not produced with Unicode mode off, handled anyway) count as every non-ASCII byte.
-    fn consumed_by(hir: &regex_syntax::hir::Hir) -> Option<ByteSet> {
+    fn consumed_by(hir: &regex_syntax::hir::Hir) -> ByteSet {
         use regex_syntax::hir::{Class, HirKind};
         let mut set = ByteSet::default();
         let mut stack = vec![hir];
@@ -354,7 +354,7 @@ impl ByteSet {
                 HirKind::Concat(v) | HirKind::Alternation(v) => stack.extend(v.iter()),
             }
         }
-        Some(set)
+        set
     }
 }
 
@@ -458,7 +458,7 @@ impl Compiling<'_> {
             let span = pattern.span();
             let hir = analyse(pattern.get_ref(), raw.case_insensitive)
                 .map_err(|m| self.err(span.clone(), &id, m))?;
-            match_bytes = ByteSet::consumed_by(&hir).filter(|b| !b.is_full());
+            match_bytes = Some(ByteSet::consumed_by(&hir)).filter(|b| !b.is_full());
             let props = hir.properties();
             if props.minimum_len() == Some(0) {
                 return Err(self.err(span, &id, "regex can match empty text"));
