@@ -271,12 +271,6 @@ impl Sweep {
         // Whether the byte before the block is a word byte (the buffer's start counts as none).
         let mut word_before = false;
         let mut rest = [0u8; WINDOW];
-        // The loop asks for the line PREFETCH_AHEAD bytes ahead of each block; ask for the
-        // first PREFETCH_AHEAD bytes now, all at once, or the first 64 blocks each wait for
-        // memory in turn.
-        for line in hay.iter().take(PREFETCH_AHEAD).step_by(64) {
-            prefetch(line);
-        }
         for bi in 0..blocks {
             let at = bi * 64;
             if let Some(ahead) = hay.get(at + PREFETCH_AHEAD) {
