@@ -118,7 +118,8 @@ fn html(p: &Page<'_>) -> String {
         s.push_str(&format!("<p>Rule: <code>{}</code></p>\n", esc(rule)));
     }
     if !p.evidence.is_empty() {
-        s.push_str("<p>What was found (masked):</p>\n<table><tr><th>Detector</th><th>Count</th><th>Examples</th></tr>\n");
+        // Inspection stops once the verdict is a block, so counts cover the content up to there.
+        s.push_str("<p>What was found up to the point the upload was stopped (values masked):</p>\n<table><tr><th>Detector</th><th>Count</th><th>Examples</th></tr>\n");
         for e in p.evidence {
             s.push_str(&format!(
                 "<tr><td>{}</td><td>{}</td><td>{}</td></tr>\n",
@@ -176,5 +177,6 @@ mod tests {
         let r = render(&p, false);
         let body = String::from_utf8(r.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
         assert!(body.contains("abc123") && body.contains("4111********1111") && body.contains("&lt;payment card&gt;"));
+        assert!(body.contains("up to the point the upload was stopped"), "{body}");
     }
 }
