@@ -241,9 +241,9 @@ fn block_masks(block: &[u8; 64]) -> (u64, u64) {
 /// end of `data` (it may continue in the next chunk) — or `data.len()`. Every run skipped would
 /// have been collected and dropped without effect.
 ///
-/// Prose goes by in whole 64-byte blocks, one separator mask each (two compares per 16 bytes;
-/// the exact alphabet mask takes eight), the length of the run that crosses into the next
-/// block carried over. The first block where something could commit (or
+/// Prose goes by in whole 64-byte blocks, one separator mask and one `=` test each (three
+/// compares per 16 bytes; the exact alphabet mask takes seven), the length of the run that
+/// crosses into the next block carried over. The first block where something could commit (or
 /// the last, short one) is handed to [`next_candidate_windowed`], starting at the run that
 /// reaches into it.
 fn next_candidate(data: &[u8], i: usize) -> usize {
