@@ -118,8 +118,13 @@ impl WordKeys {
     /// and no literal holds a zero byte).
     #[inline]
     fn may_start(&self, hay: &[u8], i: usize) -> bool {
-        let Some(w) = hay.get(i..) else { return false };
-        let k = word_key(load8(w), self.mask, self.fold);
+        // Eight bytes at once where there are eight (one load), else the zero-padded rest.
+        let Some(rest) = hay.get(i..) else { return false };
+        let x = match rest.first_chunk::<8>() {
+            Some(w) => u64::from_le_bytes(*w),
+            None => load8(rest),
+        };
+        let k = word_key(x, self.mask, self.fold);
         let h = (k.wrapping_mul(KEY_MUL) >> self.shift) as usize;
         self.bits.get(h / 64).is_some_and(|b| b >> (h % 64) & 1 != 0) && self.keys.contains(&k)
     }
