@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use portcullis_testkit::{CertKind, Origin, ProxyProcess, TestCa, curl};
+use portcullis_testkit::{CertKind, Origin, ProxyProcess, TestCa, curl, sha256_hex};
 
 const BIN: &str = env!("CARGO_BIN_EXE_portcullis");
 /// Users from the shipped example users file (passwords documented there).
@@ -183,12 +183,23 @@ async fn gmail_upload_is_blocked_by_rule_and_allowed_through_the_approved_except
     );
 
     // Even with the exception, a card number in the upload is still stopped by DLP.
-    let leak = g.file("card.txt", "please charge 4111 1111 1111 1111 thanks");
+    let content = format!("please charge 4111 1111 1111 1111 thanks\n{}", "the rest of the letter\n".repeat(100_000));
+    let leak = g.file("card.txt", &content);
     let r = g.curl(Some(CHAN), &["-H", "Accept: application/json", "-F", &leak, url]).await;
     assert_eq!(r.code, 403, "{}", r.body);
     let page: serde_json::Value = serde_json::from_str(&r.body).unwrap();
     assert_eq!(page["evidence"][0]["detector"], "payment-card");
     assert!(!r.body.contains("4111 1111 1111 1111"));
+
+    // Its record (durable before the page was sent) names the file it stopped, with the
+    // SHA-256 and size of the part that arrived, marked partial.
+    let incident = page["incident"].as_str().unwrap();
+    let event = g.events(&["--user", "chan.taiman"]).into_iter().find(|e| e["id"] == incident).expect("the block is logged");
+    let file = event["files"].as_array().unwrap().iter().find(|f| f["name"] == "card.txt").cloned().expect("card.txt is listed");
+    assert_eq!(file["partial"], true, "{file}");
+    let size = file["size"].as_u64().unwrap() as usize;
+    assert!(size > 0 && size < content.len(), "{file}");
+    assert_eq!(file["sha256"], sha256_hex(&content.as_bytes()[..size]), "{file}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -91,6 +91,10 @@ pub struct FileRecord {
     pub sha256: String,
     /// Size in bytes.
     pub size: u64,
+    /// The transfer was stopped (or ended) before the file did: `sha256` and `size` cover the
+    /// file's first `size` bytes, the part that arrived.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub partial: bool,
 }
 
 /// One audit record. Build with [`Event::new`] (which assigns the id and time) and fill the rest.

@@ -155,14 +155,20 @@ pub fn write_csv_header(w: &mut dyn Write) -> io::Result<()> {
 }
 
 /// One CSV row (RFC 4180 quoting). Lists are `;`-separated: detectors as `id:count`, files as
-/// `name:sha256:size`.
+/// `name:sha256:size`, with `:partial` after a file the transfer was stopped in.
 pub fn write_csv_row(w: &mut dyn Write, e: &Event) -> io::Result<()> {
     let opt = |v: &Option<String>| v.clone().unwrap_or_default();
     let detectors: Vec<String> = e.detectors.iter().map(|d| format!("{}:{}", d.detector, d.count)).collect();
     let evidence: Vec<String> = e.detectors.iter().flat_map(|d| d.evidence.iter().cloned()).collect();
     let hmacs: Vec<String> = e.detectors.iter().flat_map(|d| d.value_hmacs.iter().cloned()).collect();
     let files: Vec<String> =
-        e.files.iter().map(|f| format!("{}:{}:{}", f.name.as_deref().unwrap_or(""), f.sha256, f.size)).collect();
+        e.files
+            .iter()
+            .map(|f| {
+                let partial = if f.partial { ":partial" } else { "" };
+                format!("{}:{}:{}{partial}", f.name.as_deref().unwrap_or(""), f.sha256, f.size)
+            })
+            .collect();
     let cells = [
         e.id.clone(),
         rfc3339(e.time),
@@ -295,7 +301,10 @@ pub fn detail(e: &Event) -> String {
     if e.detectors.is_empty() {
         field("detectors:", "-");
     } else {
-        field("detectors:", "");
+        // Inspection stops at the first finding that decides: the counts then cover the content
+        // up to that point, which a partial file shows.
+        let stopped = e.files.iter().any(|f| f.partial);
+        field("detectors:", if stopped { "(counted up to the point the transfer was stopped)" } else { "" });
         for d in &e.detectors {
             out.push_str(&format!("  {} ×{}\n", d.detector, d.count));
             for ev in &d.evidence {
@@ -311,7 +320,8 @@ pub fn detail(e: &Event) -> String {
     } else {
         out.push_str("files:\n");
         for f in &e.files {
-            out.push_str(&format!("  {}  sha256={}  {} bytes\n", f.name.as_deref().unwrap_or("(unnamed)"), f.sha256, f.size));
+            out.push_str(&format!("  {}  sha256={}  {} bytes", f.name.as_deref().unwrap_or("(unnamed)"), f.sha256, f.size));
+            out.push_str(if f.partial { " (partial: the first bytes only; the transfer was stopped before the file ended)\n" } else { "\n" });
         }
     }
     out
@@ -370,7 +380,7 @@ mod tests {
             evidence: vec!["4111********1111".into()],
             value_hmacs: vec!["aa".into()],
         });
-        e.files.push(FileRecord { name: Some("a, b.txt".into()), sha256: "00".repeat(32), size: 10 });
+        e.files.push(FileRecord { name: Some("a, b.txt".into()), sha256: "00".repeat(32), size: 10, partial: false });
         e
     }
 
@@ -412,5 +422,20 @@ mod tests {
         let d = detail(&e);
         assert!(d.contains("evidence: 4111********1111"));
         assert!(d.contains("a, b.txt"));
+        assert!(!d.contains("partial") && !d.contains("stopped"), "{d}");
+    }
+
+    #[test]
+    fn a_file_the_transfer_was_stopped_in_is_shown_as_partial() {
+        let mut e = sample();
+        e.files.push(FileRecord { name: Some("cards.csv".into()), sha256: "11".repeat(32), size: 65536, partial: true });
+        let d = detail(&e);
+        assert!(d.contains("(counted up to the point the transfer was stopped)"), "{d}");
+        let line = d.lines().find(|l| l.contains("cards.csv")).unwrap();
+        assert!(line.contains("65536 bytes (partial: the first bytes only"), "{line}");
+        let mut buf = Vec::new();
+        write_csv_row(&mut buf, &e).unwrap();
+        assert!(String::from_utf8(buf).unwrap().contains(&format!("cards.csv:{}:65536:partial", "11".repeat(32))));
+        assert_eq!(to_ecs(&e)["portcullis"]["files"][1]["partial"], true);
     }
 }

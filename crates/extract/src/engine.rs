@@ -17,6 +17,8 @@
 
 use std::time::{Duration, Instant};
 
+use sha2::{Digest, Sha256};
+
 use crate::{FileInfo, Limits};
 
 /// Output of the pipeline: one stream of text (or raw bytes) to scan.
@@ -58,6 +60,22 @@ pub(crate) const RATIO_SLACK: u64 = 1 << 20;
 /// Most file records kept in a report (the rest are counted, not listed).
 const MAX_FILE_RECORDS: usize = 1024;
 
+/// A file's record and, until its end, the hash of its bytes so far.
+struct FileSlot {
+    info: FileInfo,
+    hash: Option<Sha256>,
+}
+
+impl FileSlot {
+    /// Sets the hash from the bytes seen, once; `partial`: the file's end was not reached.
+    fn finalize(&mut self, partial: bool) {
+        if let Some(h) = self.hash.take() {
+            self.info.sha256 = hex::encode(h.finalize());
+            self.info.partial = partial;
+        }
+    }
+}
+
 /// Per-transfer state shared by all nodes.
 pub(crate) struct Ctx {
     pub limits: Limits,
@@ -69,7 +87,10 @@ pub(crate) struct Ctx {
     peak_buffered: usize,
     time_used: Duration,
     call_started: Option<Instant>,
-    files: Vec<Option<FileInfo>>,
+    /// The files seen, by index (`None`: dropped), each with its hash state while its bytes
+    /// are still arriving. The state lives here rather than in the file's node so that a
+    /// transfer stopped early (a match, a limit) still reports what was seen of each file.
+    files: Vec<Option<FileSlot>>,
     files_dropped: u64,
     soft: Vec<String>,
     sinks: Vec<Option<Box<dyn TextSink>>>,
@@ -265,12 +286,30 @@ impl Ctx {
             self.files_dropped += 1;
             return None;
         }
-        self.files.push(Some(FileInfo { name, sha256: String::new(), size: 0, kind: String::new() }));
+        let info = FileInfo { name, sha256: String::new(), size: 0, kind: String::new(), partial: false };
+        self.files.push(Some(FileSlot { info, hash: Some(Sha256::new()) }));
         Some(self.files.len() - 1)
     }
 
     pub fn file_mut(&mut self, idx: Option<usize>) -> Option<&mut FileInfo> {
-        idx.and_then(|i| self.files.get_mut(i)).and_then(Option::as_mut)
+        idx.and_then(|i| self.files.get_mut(i)).and_then(Option::as_mut).map(|f| &mut f.info)
+    }
+
+    /// The next bytes of file `idx`: hashed and counted.
+    pub fn file_bytes(&mut self, idx: Option<usize>, data: &[u8]) {
+        if let Some(f) = idx.and_then(|i| self.files.get_mut(i)).and_then(Option::as_mut) {
+            if let Some(h) = f.hash.as_mut() {
+                h.update(data);
+            }
+            f.info.size += data.len() as u64;
+        }
+    }
+
+    /// File `idx` ended: its hash is final.
+    pub fn file_done(&mut self, idx: Option<usize>) {
+        if let Some(f) = idx.and_then(|i| self.files.get_mut(i)).and_then(Option::as_mut) {
+            f.finalize(false);
+        }
     }
 
     pub fn drop_file(&mut self, idx: Option<usize>) {
@@ -281,8 +320,17 @@ impl Ctx {
 
     // ---- results ----
 
+    /// Every file seen; those whose end was never reached (the transfer was stopped, or
+    /// ended early) are marked partial, hashed over the bytes that arrived.
     pub fn take_files(&mut self) -> Vec<FileInfo> {
-        std::mem::take(&mut self.files).into_iter().flatten().collect()
+        std::mem::take(&mut self.files)
+            .into_iter()
+            .flatten()
+            .map(|mut f| {
+                f.finalize(true);
+                f.info
+            })
+            .collect()
     }
 
     pub fn soft_reasons(&self) -> &[String] {

@@ -143,6 +143,11 @@ pub struct FileInfo {
     pub size: u64,
     /// Detected type: `gzip`, `zip`, `docx`, `xlsx`, `pptx`, `odt`, `pdf`, `json`, `text`, ...
     pub kind: String,
+    /// The object's end was never reached: inspection stopped first (a match, a limit) or the
+    /// transfer ended early. `sha256` and `size` then cover the bytes that arrived, from the
+    /// start (the SHA-256 of the object's first `size` bytes).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub partial: bool,
 }
 
 /// Everything an inspection found out.

@@ -4,10 +4,9 @@
 //! The type comes from magic bytes and structure, not from names or the declared Content-Type:
 //! a `.txt` that is a zip is opened as a zip. Declarations are used only where the bytes carry
 //! no signature: `Content-Encoding: br` / raw deflate (no magic), a multipart boundary, a
-//! declared charset, form encoding. A node hashes everything written to it (SHA-256) for the
-//! report's file list.
-
-use sha2::{Digest, Sha256};
+//! declared charset, form encoding. Everything written to a node is hashed (SHA-256) for the
+//! report's file list, by the context, which outlives the node: an inspection stopped at a
+//! finding still reports the part of each file it saw.
 
 use crate::compress::{Brotli, Deflate, Gzip, Zstd, inflates};
 use crate::engine::{Ctx, Node, Res};
@@ -50,8 +49,6 @@ pub(crate) struct FileNode {
     opened: bool,
     head: Vec<u8>,
     inner: Option<Box<dyn Node>>,
-    sha: Sha256,
-    size: u64,
     kind: &'static str,
 }
 
@@ -67,8 +64,6 @@ impl FileNode {
             opened: false,
             head: Vec::new(),
             inner: None,
-            sha: Sha256::new(),
-            size: 0,
             kind: "empty",
         }
     }
@@ -95,6 +90,19 @@ impl FileNode {
             if self.origin != Origin::Transcoded {
                 self.idx = cx.new_file(self.name.clone());
             }
+        }
+    }
+
+    /// Once the type is known: a base64 blob that decoded to plain text or unknown bytes is no
+    /// file worth listing (any long word looks like base64), so it is dropped and no longer
+    /// hashed; other files get their kind.
+    fn typed(&mut self, cx: &mut Ctx) {
+        if self.origin == Origin::Base64 && matches!(self.kind, "text" | "binary" | "empty") {
+            cx.drop_file(self.idx.take());
+        } else if let Some(f) = cx.file_mut(self.idx)
+            && f.kind.is_empty()
+        {
+            f.kind = self.kind.to_string();
         }
     }
 
@@ -265,10 +273,7 @@ impl Node for FileNode {
             return Ok(());
         }
         self.open(cx);
-        if self.idx.is_some() {
-            self.sha.update(data);
-        }
-        self.size += data.len() as u64;
+        cx.file_bytes(self.idx, data);
         if self.inner.is_none() {
             let take = (SNIFF_LEN - self.head.len()).min(data.len());
             self.head.extend_from_slice(&data[..take]);
@@ -277,6 +282,7 @@ impl Node for FileNode {
                 return Ok(());
             }
             let mut inner = self.dispatch(cx);
+            self.typed(cx);
             let head = std::mem::take(&mut self.head);
             let r = inner.write(cx, &head);
             self.inner = Some(inner);
@@ -299,22 +305,9 @@ impl Node for FileNode {
                 inner
             }
         };
+        self.typed(cx);
         let r = inner.finish(cx);
-        let kind = self.kind;
-        let drop_it = self.origin == Origin::Base64 && matches!(kind, "text" | "binary" | "empty");
-        if drop_it {
-            cx.drop_file(self.idx);
-        } else if self.origin != Origin::Transcoded {
-            let sha = hex::encode(self.sha.finalize());
-            let size = self.size;
-            if let Some(f) = cx.file_mut(self.idx) {
-                f.sha256 = sha;
-                f.size = size;
-                if f.kind.is_empty() {
-                    f.kind = kind.to_string();
-                }
-            }
-        }
+        cx.file_done(self.idx);
         r
     }
 }

@@ -110,3 +110,54 @@ fn a_real_zlib_stream_that_breaks_later_is_still_unscannable() {
     assert_eq!(r.verdict, Verdict::Unscannable);
     assert!(r.reason.as_deref().unwrap_or("").contains("corrupt zlib stream"), "{:?}", r.reason);
 }
+
+/// What a responder gets for an upload stopped at a finding: every file seen, and for the ones
+/// cut short their first bytes' hash and size, marked partial (not an empty hash and size 0).
+#[test]
+fn a_stopped_upload_reports_the_part_of_each_file_it_saw() {
+    use sha2::{Digest, Sha256};
+    let sha = |b: &[u8]| hex::encode(Sha256::digest(b));
+    let notes: Vec<u8> = b"meeting notes, nothing sensitive\n".repeat(300);
+    let mut cards = b"name,card\nalice,4111 1111 1111 1111\n".to_vec();
+    for i in 0..40_000 {
+        cards.extend_from_slice(format!("order {i},{} items\n", i % 7).as_bytes());
+    }
+    let boundary = "XyZ";
+    let mut body = Vec::new();
+    for (name, content) in [("notes.txt", &notes), ("cards.csv", &cards)] {
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"f\"; filename=\"{name}\"\r\nContent-Type: text/plain\r\n\r\n").as_bytes(),
+        );
+        body.extend_from_slice(content);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    let hints = BodyHints { content_type: Some(format!("multipart/form-data; boundary={boundary}")), ..Default::default() };
+    let mut i = Inspection::new(Ruleset::builtin(), hints, Limits::default());
+    let mut fed = 0;
+    for c in body.chunks(16 * 1024) {
+        fed += c.len();
+        if let portcullis_extract::Step::Done(v) = i.chunk(c) {
+            assert_eq!(v, Verdict::Match);
+            break;
+        }
+    }
+    assert!(fed < body.len() / 2, "stopped early: {fed} of {}", body.len());
+    let r = i.finish();
+    assert_eq!(r.verdict, Verdict::Match);
+    let file = |n: &str| r.files.iter().find(|f| f.name.as_deref() == Some(n)).unwrap_or_else(|| panic!("{n}: {:?}", r.files));
+    // Seen whole: its own hash, not partial.
+    let whole = file("notes.txt");
+    assert_eq!((whole.sha256.as_str(), whole.size, whole.partial), (sha(&notes).as_str(), notes.len() as u64, false));
+    // Cut short: the hash of exactly the bytes counted, from the start.
+    let cut = file("cards.csv");
+    assert!(cut.partial, "{cut:?}");
+    assert!(cut.size > 0 && cut.size < cards.len() as u64, "{cut:?}");
+    assert_eq!(cut.sha256, sha(&cards[..cut.size as usize]));
+    // The body itself was cut short too.
+    let outer = r.files.iter().find(|f| f.kind == "multipart").unwrap();
+    assert!(outer.partial && outer.size as usize <= fed && outer.sha256 == sha(&body[..outer.size as usize]), "{outer:?}");
+    // JSON carries `partial` only where it is true.
+    let json = serde_json::to_value(&r.files).unwrap();
+    assert_eq!(json.as_array().unwrap().iter().filter(|f| f.get("partial").is_some()).count(), 2, "{json}");
+}

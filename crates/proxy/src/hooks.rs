@@ -177,6 +177,9 @@ pub struct FileRecord {
     pub name: Option<String>,
     pub sha256: String,
     pub size: u64,
+    /// Inspection stopped before the file ended: `sha256` and `size` cover its first bytes.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub partial: bool,
 }
 
 /// At which point of a flow a record was made.
