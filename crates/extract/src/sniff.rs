@@ -93,11 +93,16 @@ impl FileNode {
         }
     }
 
-    /// Once the type is known: a base64 blob that decoded to plain text or unknown bytes is no
-    /// file worth listing (any long word looks like base64), so it is dropped and no longer
-    /// hashed; other files get their kind.
+    /// Once the type is known, files not worth listing are dropped (and no longer hashed):
+    /// a base64 blob that decoded to plain text or unknown bytes (any long word looks like
+    /// base64), and a multipart envelope, which is transport framing (its boundary is random
+    /// per request) whose parts are the files. Other files get their kind.
+    ///
+    /// The envelope was hashed as well as each part, so a browser upload cost two SHA-256
+    /// passes over every byte; hashing is a third of the proxy's CPU on uploads.
     fn typed(&mut self, cx: &mut Ctx) {
-        if self.origin == Origin::Base64 && matches!(self.kind, "text" | "binary" | "empty") {
+        let not_a_file = self.kind == "multipart" || (self.origin == Origin::Base64 && matches!(self.kind, "text" | "binary" | "empty"));
+        if not_a_file {
             cx.drop_file(self.idx.take());
         } else if let Some(f) = cx.file_mut(self.idx)
             && f.kind.is_empty()
