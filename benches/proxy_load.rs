@@ -4,7 +4,8 @@
 //!
 //! Phases (each measured direct, then through the proxy, for `PHASE_SECS`):
 //! 1. 1 MiB uploads (POST) on keep-alive HTTPS connections — through the proxy they are
-//!    intercepted and inspected by the real DLP gate (built-in detectors).
+//!    intercepted and inspected by the real DLP gate (built-in detectors); as a plain body, and
+//!    as a browser sends a file (multipart/form-data).
 //! 2. Small GETs on keep-alive HTTPS connections (intercepted) and plain HTTP (absolute-form).
 //! 3. New connection per request: TCP + (CONNECT) + TLS handshake + one GET.
 //! 4. Idle connections: RSS growth of the proxy per idle intercepted connection.
@@ -26,7 +27,7 @@ use hyper_util::rt::TokioIo;
 use portcullis_testkit::{CertKind, Origin, ProxyProcess, TestCa, client_tls, connect_via};
 use tokio::net::TcpStream;
 
-/// `BENCH_PHASES=upload,get,plain,connect,idle` runs only the named phases (default: all), e.g. to
+/// `BENCH_PHASES=upload,multipart,get,plain,connect,idle` runs only the named phases (default: all), e.g. to
 /// profile one of them.
 fn wanted(phase: &str) -> bool {
     std::env::var("BENCH_PHASES").map_or(true, |v| v.split(',').any(|p| p.trim() == phase))
@@ -74,7 +75,20 @@ async fn open(route: &Route) -> Sender {
     }
 }
 
-async fn request(s: &mut Sender, route: &Route, method: &str, path: &str, body: Bytes) -> usize {
+/// A request body and its Content-Type.
+#[derive(Clone)]
+struct Payload {
+    body: Bytes,
+    content_type: &'static str,
+}
+
+impl Payload {
+    fn none() -> Payload {
+        Payload { body: Bytes::new(), content_type: "text/plain" }
+    }
+}
+
+async fn request(s: &mut Sender, route: &Route, method: &str, path: &str, payload: Payload) -> usize {
     let port = route.origin.port();
     // Plain HTTP through the proxy uses absolute-form; otherwise origin-form.
     let uri = if route.proxy.is_some() && route.tls.is_none() { format!("http://origin.test:{port}{path}") } else { path.to_string() };
@@ -82,8 +96,8 @@ async fn request(s: &mut Sender, route: &Route, method: &str, path: &str, body: 
         .method(method)
         .uri(uri)
         .header("host", format!("origin.test:{port}"))
-        .header("content-type", "text/plain")
-        .body(Full::new(body))
+        .header("content-type", payload.content_type)
+        .body(Full::new(payload.body))
         .unwrap();
     s.ready().await.unwrap();
     let resp = s.send_request(req).await.unwrap();
@@ -112,10 +126,10 @@ where
     n as f64 / secs
 }
 
-/// `conns` keep-alive connections doing `method path` with `body` for the phase; returns req/s.
-async fn keepalive(route: &Route, conns: usize, method: &'static str, path: &'static str, body: Bytes) -> f64 {
+/// `conns` keep-alive connections doing `method path` with `payload` for the phase; returns req/s.
+async fn keepalive(route: &Route, conns: usize, method: &'static str, path: &'static str, payload: Payload) -> f64 {
     run_for(conns, |stop, count| {
-        let (route, body) = (route.clone(), body.clone());
+        let (route, body) = (route.clone(), payload.clone());
         async move {
             let mut s = open(&route).await;
             while !stop.load(Ordering::Relaxed) {
@@ -134,7 +148,7 @@ async fn new_conns(route: &Route, workers: usize) -> f64 {
         async move {
             while !stop.load(Ordering::Relaxed) {
                 let mut s = open(&route).await;
-                request(&mut s, &route, "GET", "/bytes/64", Bytes::new()).await;
+                request(&mut s, &route, "GET", "/bytes/64", Payload::none()).await;
                 count.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -213,7 +227,7 @@ async fn main() {
     let via_plain = Route { origin: p_addr, proxy: Some(proxy_plain.addr), tls: None };
 
     // Warm up: mint the leaf, fill pools.
-    let _ = keepalive(&via, 2, "GET", "/bytes/64", Bytes::new()).await;
+    let _ = keepalive(&via, 2, "GET", "/bytes/64", Payload::none()).await;
 
     let mib: Bytes = {
         let words = b"the quarterly report is attached please review before friday ";
@@ -221,14 +235,34 @@ async fn main() {
     };
     let mut rows = Vec::new();
 
-    let upload = |r: Route| {
-        let mib = mib.clone();
-        async move { keepalive(&r, 4, "POST", "/upload", mib).await }
+    // The same MiB as a browser sends a file: one multipart/form-data part.
+    let form: Bytes = {
+        let mut b = b"--PortcullisBench\r\nContent-Disposition: form-data; name=\"file\"; filename=\"report.txt\"\r\nContent-Type: text/plain\r\n\r\n".to_vec();
+        b.extend_from_slice(&mib);
+        b.extend_from_slice(b"\r\n--PortcullisBench--\r\n");
+        b.into()
     };
-    let get = |r: Route| async move { keepalive(&r, 32, "GET", "/bytes/64", Bytes::new()).await };
+    let plain = Payload { body: mib.clone(), content_type: "text/plain" };
+    let multipart = Payload { body: form, content_type: "multipart/form-data; boundary=PortcullisBench" };
+    let upload = |r: Route, p: Payload| async move { keepalive(&r, 4, "POST", "/upload", p).await };
+    let get = |r: Route| async move { keepalive(&r, 32, "GET", "/bytes/64", Payload::none()).await };
     let conn = |r: Route| async move { new_conns(&r, 8).await };
     if wanted("upload") {
-        rows.push(phase("1 MiB upload, inspected (4 conns)", "MiB/s", &proxy, upload(direct.clone()), upload(via.clone())).await);
+        rows.push(
+            phase("1 MiB upload, inspected (4 conns)", "MiB/s", &proxy, upload(direct.clone(), plain.clone()), upload(via.clone(), plain)).await,
+        );
+    }
+    if wanted("multipart") {
+        rows.push(
+            phase(
+                "1 MiB multipart upload, inspected (4 conns)",
+                "MiB/s",
+                &proxy,
+                upload(direct.clone(), multipart.clone()),
+                upload(via.clone(), multipart),
+            )
+            .await,
+        );
     }
     if wanted("get") {
         rows.push(phase("small GET keep-alive, HTTPS intercepted (32 conns)", "req/s", &proxy, get(direct.clone()), get(via.clone())).await);
@@ -246,7 +280,7 @@ async fn main() {
     let mut idle = Vec::with_capacity(idle_n);
     for _ in 0..idle_n {
         let mut s = open(&via).await;
-        request(&mut s, &via, "GET", "/bytes/64", Bytes::new()).await;
+        request(&mut s, &via, "GET", "/bytes/64", Payload::none()).await;
         idle.push(s);
     }
     let rss1 = proxy.status_kib("VmRSS:");
