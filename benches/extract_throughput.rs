@@ -9,6 +9,7 @@
 //!
 //! Throughput is reported in bytes of *uncompressed content* per second for every row of a
 //! group, so rows compare directly. Run: `cargo bench --bench extract_throughput`.
+#![allow(clippy::unwrap_used)] // building the bench's inputs: a panic is the failure report
 
 use std::hint::black_box;
 use std::io::{Read, Write};
