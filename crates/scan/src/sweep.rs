@@ -386,9 +386,8 @@ pub(crate) fn for_each_literal_start(
 /// second byte of a pair starting at the block's last byte).
 const WINDOW: usize = 65;
 
-/// What [`classify_segment`] looks for, copied out of the [`Sweep`] before the loop: as plain values
-/// the compiler keeps them in registers and builds the class constants once per buffer instead
-/// of once per block.
+/// What [`classify_segment`] looks for, copied out of the [`Sweep`] before the loop, so that
+/// the loop reads plain values rather than going through the `Sweep` for each block.
 #[derive(Clone, Copy)]
 struct Looking<'a> {
     pairs: Option<LiteralStarts>,
