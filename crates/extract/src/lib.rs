@@ -161,7 +161,9 @@ pub struct Report {
     /// Why the content is (partly) unscannable; set whenever something was not inspected, even
     /// if the verdict is `match`.
     pub reason: Option<String>,
-    /// Files seen, outermost first (at most 1024 listed).
+    /// Files seen, outermost first (at most 1024 listed). Transport forms are not files: a
+    /// multipart envelope (its parts are listed) and a body in a declared `Content-Encoding`
+    /// (the decoded body is listed).
     pub files: Vec<FileInfo>,
     /// Bytes produced by decoders (what `max_decoded_bytes` limits).
     pub decoded_bytes: u64,

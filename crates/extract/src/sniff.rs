@@ -50,6 +50,9 @@ pub(crate) struct FileNode {
     head: Vec<u8>,
     inner: Option<Box<dyn Node>>,
     kind: &'static str,
+    /// A declared content coding (`Content-Encoding: gzip`) was undone on this body: it is the
+    /// transfer's wire form, and the decoded child is the file.
+    transport_coding: bool,
 }
 
 impl FileNode {
@@ -65,6 +68,7 @@ impl FileNode {
             head: Vec::new(),
             inner: None,
             kind: "empty",
+            transport_coding: false,
         }
     }
 
@@ -95,13 +99,18 @@ impl FileNode {
 
     /// Once the type is known, files not worth listing are dropped (and no longer hashed):
     /// a base64 blob that decoded to plain text or unknown bytes (any long word looks like
-    /// base64), and a multipart envelope, which is transport framing (its boundary is random
-    /// per request) whose parts are the files. Other files get their kind.
+    /// base64); a multipart envelope, which is transport framing (its boundary is random per
+    /// request) whose parts are the files; and a body in a declared content coding
+    /// (`Content-Encoding: gzip`), whose compressed bytes depend on the sender's compressor and
+    /// level, so their hash identifies nothing: the decoded body is the file. A `.gz` uploaded
+    /// as such (gzip found by its magic, no header) is a file and stays listed with its content.
     ///
     /// The envelope was hashed as well as each part, so a browser upload cost two SHA-256
     /// passes over every byte; hashing is a third of the proxy's CPU on uploads.
     fn typed(&mut self, cx: &mut Ctx) {
-        let not_a_file = self.kind == "multipart" || (self.origin == Origin::Base64 && matches!(self.kind, "text" | "binary" | "empty"));
+        let not_a_file = self.kind == "multipart"
+            || self.transport_coding
+            || (self.origin == Origin::Base64 && matches!(self.kind, "text" | "binary" | "empty"));
         if not_a_file {
             cx.drop_file(self.idx.take());
         } else if let Some(f) = cx.file_mut(self.idx)
@@ -163,6 +172,7 @@ impl FileNode {
             };
             if let Some((kind, node)) = node {
                 self.kind = kind;
+                self.transport_coding = true;
                 return node;
             }
             // Declared coding does not match the bytes (or is unknown): sniff what is there.

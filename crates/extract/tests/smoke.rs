@@ -50,6 +50,11 @@ fn report_of(hints: BodyHints, data: &[u8]) -> portcullis_extract::Report {
     i.finish()
 }
 
+fn sha(b: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(b))
+}
+
 /// Deterministic bytes that look random (xorshift).
 fn noise(n: usize, mut x: u64) -> Vec<u8> {
     (0..n)
@@ -115,8 +120,6 @@ fn a_real_zlib_stream_that_breaks_later_is_still_unscannable() {
 /// cut short their first bytes' hash and size, marked partial (not an empty hash and size 0).
 #[test]
 fn a_stopped_upload_reports_the_part_of_each_file_it_saw() {
-    use sha2::{Digest, Sha256};
-    let sha = |b: &[u8]| hex::encode(Sha256::digest(b));
     let notes: Vec<u8> = b"meeting notes, nothing sensitive\n".repeat(300);
     let mut cards = b"name,card\nalice,4111 1111 1111 1111\n".to_vec();
     for i in 0..40_000 {
@@ -159,4 +162,28 @@ fn a_stopped_upload_reports_the_part_of_each_file_it_saw() {
     // JSON carries `partial` only where it is true.
     let json = serde_json::to_value(&r.files).unwrap();
     assert_eq!(json.as_array().unwrap().iter().filter(|f| f.get("partial").is_some()).count(), 1, "{json}");
+}
+
+/// A declared `Content-Encoding` is the transfer's wire form, not a file: the decoded body is
+/// listed (its hash is what a responder can match against the file on disk), the compressed
+/// bytes are not. A `.gz` sent as itself (no header, found by its magic) is a file of its own and
+/// is listed along with its content.
+#[test]
+fn a_content_coding_is_not_listed_but_a_gz_file_is() {
+    let text = b"Quarterly figures, nothing sensitive in here.\n".repeat(2000);
+    let gz = gzip(&text);
+    let r = report_of(BodyHints { content_encoding: Some("gzip".into()), ..Default::default() }, &gz);
+    assert_eq!(r.verdict, Verdict::Clean, "{r:?}");
+    assert_eq!(r.files.len(), 1, "{:?}", r.files);
+    assert_eq!((r.files[0].sha256.as_str(), r.files[0].size, r.files[0].kind.as_str()), (sha(&text).as_str(), text.len() as u64, "text"));
+
+    // Two codings (`gzip, br`: gzip applied first): both are undone, neither is listed.
+    let mut br = Vec::new();
+    brotli::BrotliCompress(&mut gz.as_slice(), &mut br, &Default::default()).unwrap();
+    let r = report_of(BodyHints { content_encoding: Some("gzip, br".into()), ..Default::default() }, &br);
+    assert_eq!(r.files.iter().map(|f| (f.sha256.as_str(), f.kind.as_str())).collect::<Vec<_>>(), [(sha(&text).as_str(), "text")], "{:?}", r.files);
+
+    let r = report_of(BodyHints { file_name: Some("figures.txt.gz".into()), ..Default::default() }, &gz);
+    let listed: Vec<_> = r.files.iter().map(|f| (f.name.as_deref(), f.kind.as_str(), f.sha256.as_str())).collect();
+    assert_eq!(listed, [(Some("figures.txt.gz"), "gzip", sha(&gz).as_str()), (Some("figures.txt"), "text", sha(&text).as_str())]);
 }
