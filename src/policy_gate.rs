@@ -195,7 +195,7 @@ impl FlowCtx {
             e.files = r
                 .files
                 .iter()
-                .map(|f| portcullis_audit::FileRecord { name: f.name.clone(), sha256: f.sha256.clone(), size: f.size, partial: f.partial })
+                .map(|f| portcullis_audit::FileRecord { name: f.name.clone(), field: f.field.clone(), sha256: f.sha256.clone(), size: f.size, partial: f.partial })
                 .collect();
             e.bytes = r.decoded_bytes;
             e.reason = r.reason.clone();
@@ -515,7 +515,7 @@ fn body_blocked(engine: &Engine, d: &Decision, flow: &Flow, report: &Report) -> 
         files: report
             .files
             .iter()
-            .map(|f| FileRecord { name: f.name.clone(), sha256: f.sha256.clone(), size: f.size, partial: f.partial })
+            .map(|f| FileRecord { name: f.name.clone(), field: f.field.clone(), sha256: f.sha256.clone(), size: f.size, partial: f.partial })
             .collect(),
         labels,
     }

@@ -49,7 +49,7 @@ fn fill(path: &Path) -> Vec<Event> {
         event(Action::Allow, "dave", Some("wechat"), Some("instant-messaging"), "web.wechat.com", &[]),
     ];
     events[0].time = OffsetDateTime::now_utc() - time::Duration::days(3);
-    events[0].files.push(FileRecord { name: Some("cards.xlsx".into()), sha256: "ab".repeat(32), size: 9000, partial: false });
+    events[0].files.push(FileRecord { name: Some("cards.xlsx".into()), field: None, sha256: "ab".repeat(32), size: 9000, partial: false });
     events[3].reason = Some("bypass list: banking".into());
     events[5].simulated = true;
     events[5].would = Some(Action::Block);

@@ -38,7 +38,7 @@ fn event(i: u64) -> Event {
         evidence: vec!["4111********1111".into(), "5500********0004".into()],
         value_hmacs: vec!["3f".repeat(32), "a1".repeat(32)],
     });
-    e.files.push(FileRecord { name: Some("q3-customers.xlsx".into()), sha256: "9c".repeat(32), size: 1 << 20, partial: false });
+    e.files.push(FileRecord { name: Some("q3-customers.xlsx".into()), field: None, sha256: "9c".repeat(32), size: 1 << 20, partial: false });
     e
 }
 

@@ -87,6 +87,10 @@ pub struct FileRecord {
     /// File name as sent (multipart filename or archive entry path), if any.
     #[serde(default)]
     pub name: Option<String>,
+    /// The form field a multipart part was sent in (its Content-Disposition `name`). A text
+    /// field, such as a webmail message body, has a field and no file name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
     /// SHA-256 of the file's bytes, hex.
     pub sha256: String,
     /// Size in bytes.

@@ -320,7 +320,12 @@ pub fn detail(e: &Event) -> String {
     } else {
         out.push_str("files:\n");
         for f in &e.files {
-            out.push_str(&format!("  {}  sha256={}  {} bytes", f.name.as_deref().unwrap_or("(unnamed)"), f.sha256, f.size));
+            let what = match (&f.name, &f.field) {
+                (Some(name), _) => name.clone(),
+                (None, Some(field)) => format!("(form field {field:?})"),
+                (None, None) => "(unnamed)".to_string(),
+            };
+            out.push_str(&format!("  {what}  sha256={}  {} bytes", f.sha256, f.size));
             out.push_str(if f.partial { " (partial: the first bytes only; the transfer was stopped before the file ended)\n" } else { "\n" });
         }
     }
@@ -380,7 +385,7 @@ mod tests {
             evidence: vec!["4111********1111".into()],
             value_hmacs: vec!["aa".into()],
         });
-        e.files.push(FileRecord { name: Some("a, b.txt".into()), sha256: "00".repeat(32), size: 10, partial: false });
+        e.files.push(FileRecord { name: Some("a, b.txt".into()), field: None, sha256: "00".repeat(32), size: 10, partial: false });
         e
     }
 
@@ -428,7 +433,7 @@ mod tests {
     #[test]
     fn a_file_the_transfer_was_stopped_in_is_shown_as_partial() {
         let mut e = sample();
-        e.files.push(FileRecord { name: Some("cards.csv".into()), sha256: "11".repeat(32), size: 65536, partial: true });
+        e.files.push(FileRecord { name: Some("cards.csv".into()), field: None, sha256: "11".repeat(32), size: 65536, partial: true });
         let d = detail(&e);
         assert!(d.contains("(counted up to the point the transfer was stopped)"), "{d}");
         let line = d.lines().find(|l| l.contains("cards.csv")).unwrap();
@@ -437,5 +442,18 @@ mod tests {
         write_csv_row(&mut buf, &e).unwrap();
         assert!(String::from_utf8(buf).unwrap().contains(&format!("cards.csv:{}:65536:partial", "11".repeat(32))));
         assert_eq!(to_ecs(&e)["portcullis"]["files"][1]["partial"], true);
+    }
+
+    #[test]
+    fn a_form_text_field_is_shown_by_its_field_name() {
+        let mut e = sample();
+        e.files.push(FileRecord { name: None, field: Some("body".into()), sha256: "22".repeat(32), size: 812, partial: false });
+        let d = detail(&e);
+        assert!(d.contains(&format!("  (form field \"body\")  sha256={}  812 bytes", "22".repeat(32))), "{d}");
+        assert_eq!(to_ecs(&e)["portcullis"]["files"][1]["field"], "body");
+        // Absent, not null, where there is none; older records without it still read.
+        assert!(to_ecs(&e)["portcullis"]["files"][0].get("field").is_none());
+        let old: FileRecord = serde_json::from_str(r#"{"name":"a.txt","sha256":"00","size":1}"#).unwrap();
+        assert_eq!(old.field, None);
     }
 }

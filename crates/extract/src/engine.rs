@@ -286,7 +286,7 @@ impl Ctx {
             self.files_dropped += 1;
             return None;
         }
-        let info = FileInfo { name, sha256: String::new(), size: 0, kind: String::new(), partial: false };
+        let info = FileInfo { name, field: None, sha256: String::new(), size: 0, kind: String::new(), partial: false };
         self.files.push(Some(FileSlot { info, hash: Some(Sha256::new()) }));
         Some(self.files.len() - 1)
     }

@@ -138,6 +138,10 @@ pub enum Step {
 pub struct FileInfo {
     /// File name from the part header, archive entry or hint.
     pub name: Option<String>,
+    /// The form field a multipart part was sent in (the `name` of its Content-Disposition).
+    /// A text field (a webmail message body, a chat message) has a field and no file name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
     /// SHA-256 (hex) of the object's bytes as they appear at its level.
     pub sha256: String,
     pub size: u64,

@@ -57,11 +57,12 @@ impl Multipart {
     fn start_part(&mut self, cx: &mut Ctx, headers: &[u8]) -> Res {
         cx.count_entry()?;
         let text = String::from_utf8_lossy(headers);
-        let (mut filename, mut ctype, mut b64) = (None, None, false);
+        let (mut filename, mut field, mut ctype, mut b64) = (None, None, None, false);
         for line in text.lines() {
             let Some((k, v)) = line.split_once(':') else { continue };
             let k = k.trim();
             if k.eq_ignore_ascii_case("content-disposition") {
+                field = param(v, "name");
                 filename = param(v, "filename").or_else(|| {
                     param(v, "filename*").map(|f| match f.split_once("''") {
                         Some((_, name)) => percent_decode(name),
@@ -76,7 +77,7 @@ impl Multipart {
         }
         let child: Box<dyn Node> = match cx.child_depth(self.depth) {
             Some(d) => {
-                let f = Box::new(FileNode::new(filename, ctype, d, Origin::Normal));
+                let f = Box::new(FileNode::new(filename, ctype, d, Origin::Normal).with_field(field));
                 if b64 { Box::new(Base64Body::new(f)) } else { f }
             }
             None => {

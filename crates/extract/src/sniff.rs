@@ -40,6 +40,8 @@ impl Node for Discard {
 
 pub(crate) struct FileNode {
     name: Option<String>,
+    /// The form field a multipart part was sent in.
+    field: Option<String>,
     content_type: Option<String>,
     /// Declared content codings still to undo, in the order they were applied.
     encodings: Vec<String>,
@@ -59,6 +61,7 @@ impl FileNode {
     pub fn new(name: Option<String>, content_type: Option<String>, depth: u32, origin: Origin) -> FileNode {
         FileNode {
             name,
+            field: None,
             content_type,
             encodings: Vec::new(),
             depth,
@@ -84,6 +87,12 @@ impl FileNode {
         self
     }
 
+    /// The form field this multipart part was sent in.
+    pub fn with_field(mut self, field: Option<String>) -> FileNode {
+        self.field = field;
+        self
+    }
+
     pub fn set_no_encoding(&mut self) {
         self.encodings.clear();
     }
@@ -93,6 +102,9 @@ impl FileNode {
             self.opened = true;
             if self.origin != Origin::Transcoded {
                 self.idx = cx.new_file(self.name.clone());
+                if let Some(f) = cx.file_mut(self.idx) {
+                    f.field.clone_from(&self.field);
+                }
             }
         }
     }
@@ -352,7 +364,7 @@ pub(crate) fn multipart_boundary(ct: Option<&str>) -> Option<Vec<u8>> {
 /// A header parameter (`name=value` or `name="value"`), case-insensitive name.
 pub(crate) fn param(header: &str, name: &str) -> Option<String> {
     for part in header.split(';').skip(1) {
-        let (k, v) = part.split_once('=')?;
+        let Some((k, v)) = part.split_once('=') else { continue };
         if k.trim().eq_ignore_ascii_case(name) {
             let v = v.trim();
             let v = v.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(v);

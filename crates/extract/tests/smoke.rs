@@ -187,3 +187,25 @@ fn a_content_coding_is_not_listed_but_a_gz_file_is() {
     let listed: Vec<_> = r.files.iter().map(|f| (f.name.as_deref(), f.kind.as_str(), f.sha256.as_str())).collect();
     assert_eq!(listed, [(Some("figures.txt.gz"), "gzip", sha(&gz).as_str()), (Some("figures.txt"), "text", sha(&text).as_str())]);
 }
+
+/// Each part of a form upload is listed with the form field it was sent in, so a text field (a
+/// webmail message body) is recognisable though it has no file name.
+#[test]
+fn form_parts_are_listed_with_their_field() {
+    let body = b"--XyZ\r\nContent-Disposition: form-data; name=\"body\"\r\n\r\nHello, the minutes are attached.\r\n\
+--XyZ\r\nContent-Disposition: form-data; name=\"attachment\"; filename=\"minutes.txt\"\r\nContent-Type: text/plain\r\n\r\nNothing sensitive.\r\n\
+--XyZ\r\nContent-Disposition: form-data; foo; name=\"cc\"\r\n\r\nbob@example.org\r\n--XyZ--\r\n";
+    let r = report_of(BodyHints { content_type: Some("multipart/form-data; boundary=XyZ".into()), ..Default::default() }, body);
+    assert_eq!(r.verdict, Verdict::Clean, "{r:?}");
+    let listed: Vec<_> = r.files.iter().map(|f| (f.name.as_deref(), f.field.as_deref(), f.sha256.as_str())).collect();
+    assert_eq!(
+        listed,
+        [
+            (None, Some("body"), sha(b"Hello, the minutes are attached.").as_str()),
+            (Some("minutes.txt"), Some("attachment"), sha(b"Nothing sensitive.").as_str()),
+            (None, Some("cc"), sha(b"bob@example.org").as_str()),
+        ]
+    );
+    let json = serde_json::to_value(&r.files).unwrap();
+    assert_eq!(json[0]["field"], "body");
+}

@@ -175,6 +175,9 @@ pub struct Evidence {
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct FileRecord {
     pub name: Option<String>,
+    /// The form field a multipart part was sent in (a text field has no file name).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
     pub sha256: String,
     pub size: u64,
     /// Inspection stopped before the file ended: `sha256` and `size` cover its first bytes.

@@ -24,7 +24,7 @@ pub fn ev(action: Action, user: &str, app: Option<&str>, category: Option<&str>,
         })
         .collect();
     if !detectors.is_empty() {
-        e.files.push(FileRecord { name: Some("report.xlsx".into()), sha256: "cd".repeat(32), size: 1234, partial: false });
+        e.files.push(FileRecord { name: Some("report.xlsx".into()), field: None, sha256: "cd".repeat(32), size: 1234, partial: false });
     }
     e
 }
