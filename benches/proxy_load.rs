@@ -33,6 +33,11 @@ fn wanted(phase: &str) -> bool {
     std::env::var("BENCH_PHASES").map_or(true, |v| v.split(',').any(|p| p.trim() == phase))
 }
 
+/// Keep-alive connections uploading at once in the upload phases (`UPLOAD_CONNS`, default 4).
+fn upload_conns() -> usize {
+    std::env::var("UPLOAD_CONNS").ok().and_then(|s| s.parse().ok()).filter(|&n| n > 0).unwrap_or(4)
+}
+
 fn phase_secs() -> u64 {
     std::env::var("PHASE_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(5)
 }
@@ -158,7 +163,7 @@ async fn new_conns(route: &Route, workers: usize) -> f64 {
 
 /// Run the direct measurement, then the proxied one while sampling the proxy's CPU.
 async fn phase(
-    name: &'static str,
+    name: &str,
     unit: &'static str,
     proxy: &ProxyProcess,
     direct: impl std::future::Future<Output = f64>,
@@ -173,7 +178,7 @@ async fn phase(
     let cpu = proxy.cpu_secs() - c0;
     let n = v * t0.elapsed().as_secs_f64();
     let load_proxied = (own_cpu_secs() - l0) * 1000.0 / n;
-    Row { name, unit, direct: d, proxied: v, cpu_ms_per_req: cpu * 1000.0 / n, load_direct, load_proxied }
+    Row { name: name.to_string(), unit, direct: d, proxied: v, cpu_ms_per_req: cpu * 1000.0 / n, load_direct, load_proxied }
 }
 
 /// CPU seconds used by this process (the load generator and the origin), from /proc/self/stat.
@@ -186,7 +191,7 @@ fn own_cpu_secs() -> f64 {
 }
 
 struct Row {
-    name: &'static str,
+    name: String,
     unit: &'static str,
     direct: f64,
     proxied: f64,
@@ -244,25 +249,15 @@ async fn main() {
     };
     let plain = Payload { body: mib.clone(), content_type: "text/plain" };
     let multipart = Payload { body: form, content_type: "multipart/form-data; boundary=PortcullisBench" };
-    let upload = |r: Route, p: Payload| async move { keepalive(&r, 4, "POST", "/upload", p).await };
+    let up_conns = upload_conns();
+    let upload = |r: Route, p: Payload| async move { keepalive(&r, up_conns, "POST", "/upload", p).await };
     let get = |r: Route| async move { keepalive(&r, 32, "GET", "/bytes/64", Payload::none()).await };
     let conn = |r: Route| async move { new_conns(&r, 8).await };
-    if wanted("upload") {
-        rows.push(
-            phase("1 MiB upload, inspected (4 conns)", "MiB/s", &proxy, upload(direct.clone(), plain.clone()), upload(via.clone(), plain)).await,
-        );
-    }
-    if wanted("multipart") {
-        rows.push(
-            phase(
-                "1 MiB multipart upload, inspected (4 conns)",
-                "MiB/s",
-                &proxy,
-                upload(direct.clone(), multipart.clone()),
-                upload(via.clone(), multipart),
-            )
-            .await,
-        );
+    for (id, what, payload) in [("upload", "1 MiB upload", plain), ("multipart", "1 MiB multipart upload", multipart)] {
+        if wanted(id) {
+            let name = format!("{what}, inspected ({up_conns} conns)");
+            rows.push(phase(&name, "MiB/s", &proxy, upload(direct.clone(), payload.clone()), upload(via.clone(), payload)).await);
+        }
     }
     if wanted("get") {
         rows.push(phase("small GET keep-alive, HTTPS intercepted (32 conns)", "req/s", &proxy, get(direct.clone()), get(via.clone())).await);
