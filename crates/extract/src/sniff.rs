@@ -362,16 +362,41 @@ pub(crate) fn multipart_boundary(ct: Option<&str>) -> Option<Vec<u8>> {
 }
 
 /// A header parameter (`name=value` or `name="value"`), case-insensitive name.
+///
+/// A quoted value runs to the next `"`, so a `;` or `=` inside it belongs to the value
+/// (`filename="q3; final.xlsx"`). Backslashes are kept as they are: browsers do not escape
+/// inside form-data names (they percent-encode `"`, CR and LF instead, per the HTML standard),
+/// and older ones sent Windows paths.
 pub(crate) fn param(header: &str, name: &str) -> Option<String> {
-    for part in header.split(';').skip(1) {
-        let Some((k, v)) = part.split_once('=') else { continue };
-        if k.trim().eq_ignore_ascii_case(name) {
-            let v = v.trim();
-            let v = v.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(v);
-            return Some(v.to_string());
+    // Skip the value before the first parameter (`form-data`, `multipart/form-data`).
+    let mut rest = header.split_once(';')?.1;
+    loop {
+        let (key, after) = match rest.find(['=', ';']) {
+            Some(i) if rest.as_bytes()[i] == b'=' => (&rest[..i], &rest[i + 1..]),
+            // A bare token (`form-data; foo; name=x`): no value.
+            Some(i) => {
+                rest = &rest[i + 1..];
+                continue;
+            }
+            None => return None,
+        };
+        let after = after.trim_start();
+        let (value, next) = match after.strip_prefix('"') {
+            Some(quoted) => {
+                let close = quoted.find('"').unwrap_or(quoted.len());
+                let tail = quoted.get(close + 1..).unwrap_or("");
+                (&quoted[..close], tail.split_once(';').map(|(_, n)| n))
+            }
+            None => match after.split_once(';') {
+                Some((v, n)) => (v.trim_end(), Some(n)),
+                None => (after.trim_end(), None),
+            },
+        };
+        if key.trim().eq_ignore_ascii_case(name) {
+            return Some(value.to_string());
         }
+        rest = next?;
     }
-    None
 }
 
 /// UTF-16 without BOM: ASCII text leaves every other byte zero.
@@ -415,6 +440,20 @@ mod tests {
         assert_eq!(param(ct, "boundary").as_deref(), Some("abc123"));
         assert_eq!(param(ct, "charset").as_deref(), Some("utf-8"));
         assert_eq!(param(ct, "nothing"), None);
+        // Quoted values keep `;`, `=` and backslashes; a bare token is skipped.
+        let cd = r#"form-data; foo; name="upload"; filename="q3; final=v2 C:\tmp.xlsx"; x=1"#;
+        assert_eq!(param(cd, "filename").as_deref(), Some(r"q3; final=v2 C:\tmp.xlsx"));
+        assert_eq!(param(cd, "name").as_deref(), Some("upload"));
+        assert_eq!(param(cd, "x").as_deref(), Some("1"));
+        // `name` is not found inside `filename`, nor inside a quoted value.
+        assert_eq!(param(r#"form-data; filename="a; name=b""#, "name"), None);
+        // Unterminated quote: the rest is the value. Empty and odd inputs do not panic.
+        assert_eq!(param(r#"form-data; filename="abc"#, "filename").as_deref(), Some("abc"));
+        for odd in ["", ";", "a;=", "a; =\"", "a;\"=\";", "a; k = v ; k2=\"\""] {
+            let _ = (param(odd, "k"), param(odd, "k2"), param(odd, ""));
+        }
+        assert_eq!(param("a; k = v ; k2=\"\"", "k").as_deref(), Some("v"));
+        assert_eq!(param("a; k = v ; k2=\"\"", "k2").as_deref(), Some(""));
     }
 
     #[test]
