@@ -185,7 +185,8 @@ async fn gmail_upload_is_blocked_by_rule_and_allowed_through_the_approved_except
     // Even with the exception, a card number in the upload is still stopped by DLP.
     let content = format!("please charge 4111 1111 1111 1111 thanks\n{}", "the rest of the letter\n".repeat(100_000));
     let leak = g.file("card.txt", &content);
-    let r = g.curl(Some(CHAN), &["-H", "Accept: application/json", "-F", &leak, url]).await;
+    let message = "Please find the letter attached.";
+    let r = g.curl(Some(CHAN), &["-H", "Accept: application/json", "-F", &format!("body={message}"), "-F", &leak, url]).await;
     assert_eq!(r.code, 403, "{}", r.body);
     let page: serde_json::Value = serde_json::from_str(&r.body).unwrap();
     assert_eq!(page["evidence"][0]["detector"], "payment-card");
@@ -200,6 +201,14 @@ async fn gmail_upload_is_blocked_by_rule_and_allowed_through_the_approved_except
     let size = file["size"].as_u64().unwrap() as usize;
     assert!(size > 0 && size < content.len(), "{file}");
     assert_eq!(file["sha256"], sha256_hex(&content.as_bytes()[..size]), "{file}");
+    assert_eq!(file["field"], "file", "{file}");
+    // The message typed into the form is listed by its form field, whole.
+    let files = event["files"].as_array().unwrap();
+    let body = files.iter().find(|f| f["field"] == "body").expect("the message field is listed");
+    assert!(body.get("name").is_none_or(|n| n.is_null()) && body.get("partial").is_none(), "{body}");
+    assert_eq!(body["sha256"], sha256_hex(message.as_bytes()), "{body}");
+    // Only the two parts: the multipart envelope is not a file.
+    assert_eq!(files.len(), 2, "{files:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
