@@ -37,10 +37,10 @@ impl Rng {
 }
 
 const WORDS: &[&str] = &[
-    "the", "quarterly", "report", "customer", "account", "meeting", "project", "delivery", "schedule", "review",
-    "budget", "approved", "pending", "office", "team", "please", "update", "invoice", "contract", "supplier",
-    "Hong", "Kong", "London", "order", "shipment", "number", "reference", "total", "amount", "notes", "and", "of",
-    "to", "in", "for", "with", "on", "by", "risk", "audit", "policy", "draft", "final", "version", "2024", "Q3",
+    "the", "quarterly", "report", "customer", "account", "meeting", "project", "delivery", "schedule", "review", "budget", "approved",
+    "pending", "office", "team", "please", "update", "invoice", "contract", "supplier", "Hong", "Kong", "London", "order", "shipment",
+    "number", "reference", "total", "amount", "notes", "and", "of", "to", "in", "for", "with", "on", "by", "risk", "audit", "policy",
+    "draft", "final", "version", "2024", "Q3",
 ];
 
 fn sentence(rng: &mut Rng, words: usize) -> String {
@@ -84,9 +84,12 @@ fn docx(xml_size: usize, media: usize) -> (Vec<u8>, Vec<Vec<u8>>) {
             xml.push_str(r#"<w:p><w:r><w:t>HKID A12</w:t></w:r><w:r><w:rPr><w:b/></w:rPr><w:t>3456</w:t></w:r><w:r><w:t>(3) on file</w:t></w:r></w:p>"#);
         } else {
             let (a, b, c) = (sentence(&mut rng, 6), sentence(&mut rng, 4), sentence(&mut rng, 8));
-            write_fmt(&mut xml, format_args!(
-                r#"<w:p><w:r><w:t xml:space="preserve">{a} </w:t></w:r><w:r><w:rPr><w:b/></w:rPr><w:t>{b}</w:t></w:r><w:r><w:t xml:space="preserve"> {c}</w:t></w:r></w:p>"#
-            ));
+            write_fmt(
+                &mut xml,
+                format_args!(
+                    r#"<w:p><w:r><w:t xml:space="preserve">{a} </w:t></w:r><w:r><w:rPr><w:b/></w:rPr><w:t>{b}</w:t></w:r><w:r><w:t xml:space="preserve"> {c}</w:t></w:r></w:p>"#
+                ),
+            );
         }
         p += 1;
     }

@@ -43,7 +43,8 @@ fn phase_secs() -> u64 {
 }
 
 fn start_proxy(dir: &Path, origin_port: u16, origin_pem: &Path) -> ProxyProcess {
-    let args = ["--resolve".into(), format!("origin.test:{origin_port}:127.0.0.1"), "--upstream-ca".into(), origin_pem.display().to_string()];
+    let args =
+        ["--resolve".into(), format!("origin.test:{origin_port}:127.0.0.1"), "--upstream-ca".into(), origin_pem.display().to_string()];
     ProxyProcess::start(Path::new(env!("CARGO_BIN_EXE_portcullis")), dir, "[admin]\nlisten = \"\"\n", &args, &[("PORTCULLIS_LOG", "warn")])
 }
 
@@ -260,7 +261,9 @@ async fn main() {
         }
     }
     if wanted("get") {
-        rows.push(phase("small GET keep-alive, HTTPS intercepted (32 conns)", "req/s", &proxy, get(direct.clone()), get(via.clone())).await);
+        rows.push(
+            phase("small GET keep-alive, HTTPS intercepted (32 conns)", "req/s", &proxy, get(direct.clone()), get(via.clone())).await,
+        );
     }
     if wanted("plain") {
         rows.push(phase("small GET keep-alive, plain HTTP (32 conns)", "req/s", &proxy_plain, get(direct_plain), get(via_plain)).await);
@@ -304,7 +307,10 @@ async fn main() {
     }
     println!("(client+origin CPU/req: this process, going direct / through the proxy; all share 2 cores)");
     if idle_n > 0 {
-        println!("idle intercepted connections: {idle_n}, proxy RSS +{} KiB → {per_conn_kib:.1} KiB per idle connection", rss1.saturating_sub(rss0));
+        println!(
+            "idle intercepted connections: {idle_n}, proxy RSS +{} KiB → {per_conn_kib:.1} KiB per idle connection",
+            rss1.saturating_sub(rss0)
+        );
     }
     println!("proxy peak RSS (VmHWM): {:.1} MiB", hwm as f64 / 1024.0);
     drop(proxy_plain);

@@ -48,11 +48,8 @@ fn bench(c: &mut Criterion) {
     let rules = Ruleset::builtin();
     let set = naive_set(&rules);
     let needle = memchr::memmem::Finder::new(b"-----BEGIN OPENSSH PRIVATE KEY-----");
-    let sets = [
-        ("prose-64MiB", prose(64 * MIB)),
-        ("dense-csv-16MiB", dense_csv(16 * MIB)),
-        ("random-binary-16MiB", random_binary(16 * MIB)),
-    ];
+    let sets =
+        [("prose-64MiB", prose(64 * MIB)), ("dense-csv-16MiB", dense_csv(16 * MIB)), ("random-binary-16MiB", random_binary(16 * MIB))];
     let dictionary = {
         let names: Vec<String> = code_names(2000).iter().map(|n| format!("\"{n}\"")).collect();
         let toml = format!(
@@ -60,8 +57,7 @@ fn bench(c: &mut Criterion) {
              keywords = [{}]\ncase_insensitive = true\n",
             names.join(", ")
         );
-        let mut sources: Vec<(String, String)> =
-            Ruleset::builtin_sources().iter().map(|(f, t)| (f.to_string(), t.to_string())).collect();
+        let mut sources: Vec<(String, String)> = Ruleset::builtin_sources().iter().map(|(f, t)| (f.to_string(), t.to_string())).collect();
         sources.push(("codenames.toml".into(), toml));
         Arc::new(Ruleset::from_sources(&sources).expect("dictionary rules compile"))
     };

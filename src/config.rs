@@ -117,7 +117,9 @@ pub struct Bypass {
 impl Bypass {
     pub fn matches(&self, host: &str) -> bool {
         match self.pattern.strip_prefix("*.") {
-            Some(suffix) => host.len() > suffix.len() + 1 && host.ends_with(suffix) && host.as_bytes()[host.len() - suffix.len() - 1] == b'.',
+            Some(suffix) => {
+                host.len() > suffix.len() + 1 && host.ends_with(suffix) && host.as_bytes()[host.len() - suffix.len() - 1] == b'.'
+            }
             None => host == self.pattern,
         }
     }
@@ -253,11 +255,8 @@ impl RawConfig {
         };
         self.audit.validate().context("[audit]")?;
         if !self.admin.listen.trim().is_empty() {
-            let admin: SocketAddr = self
-                .admin
-                .listen
-                .parse()
-                .with_context(|| format!("[admin] listen: `{}` is not an address:port", self.admin.listen))?;
+            let admin: SocketAddr =
+                self.admin.listen.parse().with_context(|| format!("[admin] listen: `{}` is not an address:port", self.admin.listen))?;
             if !admin.ip().is_loopback() {
                 bail!("[admin] listen: `{admin}` is not a loopback address; the admin API is for the gateway host only");
             }
@@ -321,10 +320,9 @@ mod tests {
 
     #[test]
     fn partial_file_and_overrides() {
-        let raw = RawConfig::parse("listen = \"0.0.0.0:3128\"\nallow_clients = [\"10.0.0.0/8\"]\n[limits]\nidle_timeout_secs = 5\n", "t").unwrap();
-        let c = raw
-            .validate(Overrides { resolve: vec!["a.test:443:127.0.0.1".into()], ..Default::default() })
+        let raw = RawConfig::parse("listen = \"0.0.0.0:3128\"\nallow_clients = [\"10.0.0.0/8\"]\n[limits]\nidle_timeout_secs = 5\n", "t")
             .unwrap();
+        let c = raw.validate(Overrides { resolve: vec!["a.test:443:127.0.0.1".into()], ..Default::default() }).unwrap();
         assert_eq!(c.proxy.limits.idle_timeout, Duration::from_secs(5));
         assert_eq!(c.proxy.limits.max_connections, Limits::default().max_connections);
         assert_eq!(c.proxy.resolve.len(), 1);

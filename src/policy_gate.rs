@@ -34,8 +34,8 @@ use portcullis_classify::{Flow, FlowHead};
 use portcullis_extract::{BodyHints, Inspection, Limits, Report, Step, Verdict};
 use portcullis_policy::{Action, BodyFacts, Decision, Engine, Identified, Stage, Users};
 use portcullis_proxy::{
-    Auth, BodyInspector, Blocked, ChunkVerdict, ConnectDecision, Evidence, FileRecord, FinalVerdict, Gate, Identity,
-    OpaqueDecision, RequestDecision, RequestHead,
+    Auth, Blocked, BodyInspector, ChunkVerdict, ConnectDecision, Evidence, FileRecord, FinalVerdict, Gate, Identity, OpaqueDecision,
+    RequestDecision, RequestHead,
 };
 use portcullis_scan::Ruleset;
 use portcullis_telemetry::Metrics;
@@ -90,11 +90,8 @@ impl Controls {
     pub fn reload(&self) -> Result<String, String> {
         match Loaded::load(&self.sources) {
             Ok(loaded) => {
-                let summary = format!(
-                    "reloaded: {} detectors, {} policy rules",
-                    loaded.rules.detectors().len(),
-                    loaded.engine.policy.rules().len()
-                );
+                let summary =
+                    format!("reloaded: {} detectors, {} policy rules", loaded.rules.detectors().len(), loaded.engine.policy.rules().len());
                 *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(loaded);
                 tracing::info!("{summary}");
                 Ok(summary)
@@ -195,7 +192,13 @@ impl FlowCtx {
             e.files = r
                 .files
                 .iter()
-                .map(|f| portcullis_audit::FileRecord { name: f.name.clone(), field: f.field.clone(), sha256: f.sha256.clone(), size: f.size, partial: f.partial })
+                .map(|f| portcullis_audit::FileRecord {
+                    name: f.name.clone(),
+                    field: f.field.clone(),
+                    sha256: f.sha256.clone(),
+                    size: f.size,
+                    partial: f.partial,
+                })
                 .collect();
             e.bytes = r.decoded_bytes;
             e.reason = r.reason.clone();
@@ -227,10 +230,7 @@ fn labels(d: &Decision, flow: &Flow) -> BTreeMap<String, String> {
 }
 
 fn who(identity: &Identity) -> Option<portcullis_policy::Identity> {
-    identity.user.as_ref().map(|u| portcullis_policy::Identity {
-        user: Arc::from(u.as_str()),
-        groups: Arc::from(identity.groups.clone()),
-    })
+    identity.user.as_ref().map(|u| portcullis_policy::Identity { user: Arc::from(u.as_str()), groups: Arc::from(identity.groups.clone()) })
 }
 
 fn blocked(engine: &Engine, d: &Decision, flow: &Flow) -> Blocked {
@@ -250,9 +250,7 @@ impl Gate for PolicyGate {
     fn authenticate(&self, client: SocketAddr, proxy_authorization: Option<&HeaderValue>) -> Auth {
         let header = proxy_authorization.and_then(|v| v.to_str().ok());
         match self.controls.get().users.identify(header, client.ip()) {
-            Identified::User(id) => {
-                Auth::Allow(Identity { user: Some(id.user.to_string()), groups: id.groups.to_vec() })
-            }
+            Identified::User(id) => Auth::Allow(Identity { user: Some(id.user.to_string()), groups: id.groups.to_vec() }),
             Identified::Anonymous => Auth::Allow(Identity::default()),
             Identified::Challenge(why) => {
                 if let Some(why) = why {
@@ -515,7 +513,13 @@ fn body_blocked(engine: &Engine, d: &Decision, flow: &Flow, report: &Report) -> 
         files: report
             .files
             .iter()
-            .map(|f| FileRecord { name: f.name.clone(), field: f.field.clone(), sha256: f.sha256.clone(), size: f.size, partial: f.partial })
+            .map(|f| FileRecord {
+                name: f.name.clone(),
+                field: f.field.clone(),
+                sha256: f.sha256.clone(),
+                size: f.size,
+                partial: f.partial,
+            })
             .collect(),
         labels,
     }

@@ -53,7 +53,13 @@ pub fn to_event(r: &TransferRecord) -> Event {
         .detail
         .files
         .iter()
-        .map(|f| portcullis_audit::FileRecord { name: f.name.clone(), field: f.field.clone(), sha256: f.sha256.clone(), size: f.size, partial: f.partial })
+        .map(|f| portcullis_audit::FileRecord {
+            name: f.name.clone(),
+            field: f.field.clone(),
+            sha256: f.sha256.clone(),
+            size: f.size,
+            partial: f.partial,
+        })
         .collect();
     e.bytes = r.bytes_up;
     e.reason = (!r.detail.reason.is_empty()).then(|| r.detail.reason.clone());

@@ -76,7 +76,10 @@ fn query_json_filters() {
     assert_eq!(all.len(), 6);
     assert_eq!(all[0]["id"], ev[5].id, "newest first");
     // Every field of the record is there.
-    for k in ["id", "time", "user", "client", "method", "host", "url", "app", "category", "activity", "action", "rule", "exception", "approver", "simulated", "detectors", "files", "bytes", "reason"] {
+    for k in [
+        "id", "time", "user", "client", "method", "host", "url", "app", "category", "activity", "action", "rule", "exception", "approver",
+        "simulated", "detectors", "files", "bytes", "reason",
+    ] {
         assert!(all[0].get(k).is_some(), "missing {k}");
     }
     assert_eq!(all[5]["url"], "https://mail.google.com/upload?session=REDACTED&x=REDACTED");
@@ -131,7 +134,16 @@ fn show_prints_one_incident_in_full() {
     let out = portcullis(&["logs", "show", "--db", db, &ev[0].id]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = stdout(&out);
-    for needle in [&ev[0].id[..], "alice", "block-personal-webmail", "payment-card ×2", "4111********1111", "cards.xlsx", &"ab".repeat(32), "10.1.2.3:50123"] {
+    for needle in [
+        &ev[0].id[..],
+        "alice",
+        "block-personal-webmail",
+        "payment-card ×2",
+        "4111********1111",
+        "cards.xlsx",
+        &"ab".repeat(32),
+        "10.1.2.3:50123",
+    ] {
         assert!(text.contains(needle), "missing {needle} in\n{text}");
     }
     assert!(!text.contains("s3cr3t"));

@@ -64,7 +64,17 @@ fn explain_uploads_and_exceptions() {
 
     let v = explain(&["--user", "chan.taiman", "--at", "2027-01-01", "--method", "post", "https://mail.google.com/x"]);
     assert_eq!(v["action"], "inspect");
-    let v = explain(&["--user", "chan.taiman", "--at", "2027-01-01", "--method", "POST", "--finding", "payment-card", "https://mail.google.com/x"]);
+    let v = explain(&[
+        "--user",
+        "chan.taiman",
+        "--at",
+        "2027-01-01",
+        "--method",
+        "POST",
+        "--finding",
+        "payment-card",
+        "https://mail.google.com/x",
+    ]);
     assert_eq!((v["action"].as_str(), v["rule"].as_str(), v["stage"].as_str()), (Some("block"), Some("inspect-uploads"), Some("body")));
     let v = explain(&["--method", "POST", "--unscannable", "http://files.example.org/up"]);
     assert_eq!(v["action"], "log");
@@ -73,11 +83,7 @@ fn explain_uploads_and_exceptions() {
 #[test]
 fn explain_with_files_and_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let policy = write(
-        dir.path(),
-        "p.toml",
-        "[[rule]]\nid = \"trial\"\napps = \"dropbox\"\naction = \"block\"\nsimulate = true\n",
-    );
+    let policy = write(dir.path(), "p.toml", "[[rule]]\nid = \"trial\"\napps = \"dropbox\"\naction = \"block\"\nsimulate = true\n");
     let v = explain(&["--policy", &policy, "https://www.dropbox.com/home"]);
     assert_eq!(v["action"], "log");
     assert_eq!(v["simulated_rule"], "trial");
@@ -151,7 +157,8 @@ fn policy_check_catalog_dir_and_users() {
         String::from_utf8(out.stdout).unwrap().trim().to_owned()
     };
     assert!(hash.starts_with("$argon2id$"), "{hash}");
-    let users = write(dir.path(), "users.toml", &format!("[[user]]\nname = \"chan.taiman\"\npassword = \"{hash}\"\ngroups = [\"finance\"]\n"));
+    let users =
+        write(dir.path(), "users.toml", &format!("[[user]]\nname = \"chan.taiman\"\npassword = \"{hash}\"\ngroups = [\"finance\"]\n"));
     assert_eq!(portcullis(&["policy", "check", "--at", "2026-12-03", "--users", &users]).status.code(), Some(0));
     let policy = write(dir.path(), "p.toml", "[[rule]]\nid = \"fin\"\ngroups = \"finance\"\ncategories = \"webmail\"\naction = \"log\"\n");
     let v = explain(&["--users", &users, "--policy", &policy, "--user", "chan.taiman", "https://mail.163.com/"]);

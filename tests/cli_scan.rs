@@ -109,7 +109,11 @@ fn custom_rules_dir_replaces_builtins() {
     let dir = tempfile::tempdir().unwrap();
     let rules = dir.path().join("rules");
     std::fs::create_dir(&rules).unwrap();
-    write(&rules, "codes.toml", "[[detector]]\nid = \"codenames\"\ndescription = \"d\"\nseverity = \"critical\"\nkeywords = [\"NIGHTJAR\"]\n");
+    write(
+        &rules,
+        "codes.toml",
+        "[[detector]]\nid = \"codenames\"\ndescription = \"d\"\nseverity = \"critical\"\nkeywords = [\"NIGHTJAR\"]\n",
+    );
     let f = write(dir.path(), "f.txt", "Project NIGHTJAR, card 4111111111111111\n");
     let o = portcullis(&["scan", "--rules", rules.to_str().unwrap(), "--format", "json", &f], None);
     assert_eq!(code(&o), 1);

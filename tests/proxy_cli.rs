@@ -83,9 +83,8 @@ async fn card_number_upload_is_blocked_before_the_origin_has_it() {
     data[at..at + 30].copy_from_slice(b" card 4111 1111 1111 1111 ok  ");
     let f = s.file("leak.txt", &data);
     for v in ["--http1.1", "--http2"] {
-        let (code, body) = s
-            .curl(&[v, "-H", "Accept: application/json", "-H", "Content-Type: text/plain", "--data-binary", &f, &s.url()])
-            .await;
+        let (code, body) =
+            s.curl(&[v, "-H", "Accept: application/json", "-H", "Content-Type: text/plain", "--data-binary", &f, &s.url()]).await;
         assert_eq!(code, 403, "{v}: {body}");
         let j: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert_eq!(j["evidence"][0]["detector"], "payment-card", "{body}");

@@ -10,8 +10,7 @@ use std::time::Duration;
 
 use portcullis_proxy::{Action, ProxyConfig, Stage};
 use portcullis_testkit::{
-    CertKind, MarkerGate, MemRecorder, Origin, RunningProxy, TestCa, client_tls, connect_via, curl, curl_via, read_head,
-    sha256_hex,
+    CertKind, MarkerGate, MemRecorder, Origin, RunningProxy, TestCa, client_tls, connect_via, curl, curl_via, read_head, sha256_hex,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -164,11 +163,9 @@ async fn a_request_naming_another_host_than_its_tunnel_gets_421() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_upstream_certificates_give_502_naming_the_reason() {
-    for (kind, trust, needle) in [
-        (CertKind::Expired, true, "expired"),
-        (CertKind::WrongName, true, "wrong host name"),
-        (CertKind::Good, false, "unknown issuer"),
-    ] {
+    for (kind, trust, needle) in
+        [(CertKind::Expired, true, "expired"), (CertKind::WrongName, true, "wrong host name"), (CertKind::Good, false, "unknown issuer")]
+    {
         let e = env_with(kind, trust, MarkerGate::default(), |_| {}).await;
         let (code, body) = e.curl(&["-H", "Accept: application/json", &e.url("/")]).await;
         assert_eq!(code, 502, "{kind:?}: {body}");
@@ -189,7 +186,12 @@ async fn ip_literal_connect_gets_an_ip_san() {
 }
 
 /// CONNECT + TLS handshake through the proxy with rustls, trusting the proxy's CA.
-async fn connect_tls(proxy: std::net::SocketAddr, host: &str, port: u16, ca_pem: &std::path::Path) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+async fn connect_tls(
+    proxy: std::net::SocketAddr,
+    host: &str,
+    port: u16,
+    ca_pem: &std::path::Path,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
     let tcp = connect_via(proxy, host, port).await;
     let name = rustls_pki_types::ServerName::try_from(host.to_string()).unwrap();
     tokio_rustls::TlsConnector::from(client_tls(ca_pem, &[b"http/1.1"])).connect(name, tcp).await.unwrap()
@@ -234,7 +236,8 @@ async fn bypass_tunnels_blind_and_is_recorded_with_its_reason() {
     let e = env_with(CertKind::Good, true, MarkerGate { bypass: vec!["origin.test".into()], ..Default::default() }, |_| {}).await;
     // Not intercepted: the client sees the origin's own certificate (test CA), not a minted one.
     let origin_ca = e.dir.join("origin-ca.pem").display().to_string();
-    let mut a = vec!["-sS".to_string(), "--proxy".into(), e.proxy.proxy_url(), "--cacert".into(), origin_ca, "-w".into(), "\n%{http_code}".into()];
+    let mut a =
+        vec!["-sS".to_string(), "--proxy".into(), e.proxy.proxy_url(), "--cacert".into(), origin_ca, "-w".into(), "\n%{http_code}".into()];
     a.push(e.url("/"));
     let out = curl(a).await;
     assert!(String::from_utf8_lossy(&out.stdout).ends_with("200"), "{}", String::from_utf8_lossy(&out.stderr));
@@ -265,15 +268,28 @@ async fn plain_http_forwarding() {
     let origin = Origin::plain().await;
     let mut cfg = ProxyConfig::default();
     cfg.resolve.push(format!("plain.test:{}:127.0.0.1", origin.port()).parse().unwrap());
-    let proxy = RunningProxy::start(cfg, Arc::new(MarkerGate { marker: b"MARKER-SECRET".to_vec(), ..Default::default() }), Arc::new(MemRecorder::default())).await;
+    let proxy = RunningProxy::start(
+        cfg,
+        Arc::new(MarkerGate { marker: b"MARKER-SECRET".to_vec(), ..Default::default() }),
+        Arc::new(MemRecorder::default()),
+    )
+    .await;
     let url = format!("http://plain.test:{}/", origin.port());
     let out = curl(vec!["-sS".into(), "--proxy".into(), proxy.proxy_url(), url.clone()]).await;
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hello from origin\n");
     let got = origin.next_request().await;
     assert!(got.headers.get("proxy-connection").is_none());
     let out = curl(vec![
-        "-sS".into(), "--proxy".into(), proxy.proxy_url(), "-w".into(), "%{http_code}".into(), "-o".into(), "/dev/null".into(),
-        "--data-binary".into(), "xx MARKER-SECRET yy".into(), url,
+        "-sS".into(),
+        "--proxy".into(),
+        proxy.proxy_url(),
+        "-w".into(),
+        "%{http_code}".into(),
+        "-o".into(),
+        "/dev/null".into(),
+        "--data-binary".into(),
+        "xx MARKER-SECRET yy".into(),
+        url,
     ])
     .await;
     assert_eq!(String::from_utf8_lossy(&out.stdout), "403");
@@ -308,7 +324,10 @@ async fn malformed_requests_are_refused_not_forwarded() {
     // Conflicting Content-Length and Transfer-Encoding.
     let resp = raw(
         proxy.addr,
-        format!("POST http://plain.test:{p}/ HTTP/1.1\r\nHost: plain.test\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n").as_bytes(),
+        format!(
+            "POST http://plain.test:{p}/ HTTP/1.1\r\nHost: plain.test\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+        )
+        .as_bytes(),
     )
     .await;
     assert!(resp.starts_with("HTTP/1.1 400"), "{resp}");

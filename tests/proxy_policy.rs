@@ -219,10 +219,7 @@ async fn a_simulated_rule_allows_and_records_what_it_would_have_done() {
     assert_eq!(r.code, 200, "{}", r.body);
     assert!(g.origin.next_request().await.complete);
     let events = g.wait_events(&["--user", "wong.siuming", "--host", "origin.test"], 1).await;
-    assert!(
-        events.iter().any(|e| e["simulated"] == true && e["would"] == "block"),
-        "the trial rule's verdict is recorded: {events:?}"
-    );
+    assert!(events.iter().any(|e| e["simulated"] == true && e["would"] == "block"), "the trial rule's verdict is recorded: {events:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -301,7 +298,11 @@ async fn a_broken_policy_on_reload_keeps_the_old_one_and_a_good_one_takes_effect
     assert_eq!(g.curl(Some(WONG), &["-H", "Accept: application/json", &drive]).await.code, 403, "old policy still enforced");
 
     // A good change (cloud storage no longer blocked) takes effect on reload.
-    std::fs::write(&policy, good.replace("categories = [\"cloud-storage\"]\naction = \"block\"", "categories = [\"cloud-storage\"]\naction = \"log\"")).unwrap();
+    std::fs::write(
+        &policy,
+        good.replace("categories = [\"cloud-storage\"]\naction = \"block\"", "categories = [\"cloud-storage\"]\naction = \"log\""),
+    )
+    .unwrap();
     let (code, body) = g.admin_call("POST", "/api/reload", Some(&token)).await;
     assert_eq!(code, 200, "{body}");
     assert_eq!(g.curl(Some(WONG), &[&drive]).await.code, 200, "{}", g.proxy.log());
@@ -354,10 +355,7 @@ async fn a_non_tls_protocol_inside_a_tunnel_is_classified_opaque_blocked_and_log
     let _ = tokio::time::timeout(std::time::Duration::from_secs(10), tcp.read_to_end(&mut rest)).await.expect("tunnel closed");
     assert!(!String::from_utf8_lossy(&rest).contains("MTProto"), "nothing was relayed back");
     let events = g.wait_events(&["--action", "block", "--host", "origin.test"], 1).await;
-    assert!(
-        events.iter().any(|e| e["rule"] == "block-opaque-tunnels" && e["activity"] == "opaque"),
-        "{events:?}"
-    );
+    assert!(events.iter().any(|e| e["rule"] == "block-opaque-tunnels" && e["activity"] == "opaque"), "{events:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -384,7 +382,11 @@ async fn sighup_reloads_the_policy() {
     assert_eq!(g.curl(Some(WONG), &[&drive]).await.code, 403);
     let policy = g.dir.join("policy.toml");
     let text = std::fs::read_to_string(&policy).unwrap();
-    std::fs::write(&policy, text.replace("categories = [\"cloud-storage\"]\naction = \"block\"", "categories = [\"cloud-storage\"]\naction = \"log\"")).unwrap();
+    std::fs::write(
+        &policy,
+        text.replace("categories = [\"cloud-storage\"]\naction = \"block\"", "categories = [\"cloud-storage\"]\naction = \"log\""),
+    )
+    .unwrap();
     let status = Command::new("kill").args(["-HUP", &g.proxy.child.id().to_string()]).status().unwrap();
     assert!(status.success());
     // The signal is handled asynchronously: poll (bounded) until the new policy answers.

@@ -20,14 +20,12 @@ impl Rng {
 }
 
 const WORDS: &[&str] = &[
-    "the", "of", "and", "to", "in", "a", "is", "that", "for", "it", "as", "was", "with", "be", "by",
-    "on", "not", "he", "this", "are", "or", "his", "from", "at", "which", "but", "have", "an", "had",
-    "they", "you", "were", "their", "one", "all", "we", "can", "her", "has", "there", "been", "if",
-    "more", "when", "will", "would", "who", "so", "no", "department", "policy", "quarterly", "report",
-    "meeting", "budget", "secretary", "confidential", "restricted", "access", "customer", "account",
-    "approval", "committee", "project", "deadline", "contract", "invoice", "schedule", "security",
-    "government", "review", "information", "Minister", "Council", "Asia", "Hong", "Kong", "summary",
-    "figures", "growth", "github", "keys", "private", "office", "staff", "identity", "card", "bank",
+    "the", "of", "and", "to", "in", "a", "is", "that", "for", "it", "as", "was", "with", "be", "by", "on", "not", "he", "this", "are",
+    "or", "his", "from", "at", "which", "but", "have", "an", "had", "they", "you", "were", "their", "one", "all", "we", "can", "her",
+    "has", "there", "been", "if", "more", "when", "will", "would", "who", "so", "no", "department", "policy", "quarterly", "report",
+    "meeting", "budget", "secretary", "confidential", "restricted", "access", "customer", "account", "approval", "committee", "project",
+    "deadline", "contract", "invoice", "schedule", "security", "government", "review", "information", "Minister", "Council", "Asia",
+    "Hong", "Kong", "summary", "figures", "growth", "github", "keys", "private", "office", "staff", "identity", "card", "bank",
 ];
 
 /// English-like prose: words, punctuation, paragraphs, some numbers (years, amounts, pages),
@@ -107,7 +105,6 @@ pub fn random_binary(len: usize) -> Vec<u8> {
     out.truncate(len);
     out
 }
-
 
 /// `n` distinct made-up project code names (lowercase, 6-10 letters, like "kalomi" or
 /// "zupenisa"): an organisation's keyword dictionary.

@@ -2,6 +2,6 @@
 //! no allocation beyond the small fuzzing limits.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use portcullis_extract::fuzzing::{run, Decoder};
+use portcullis_extract::fuzzing::{Decoder, run};
 
 fuzz_target!(|data: &[u8]| run(Decoder::Brotli, data));

@@ -21,7 +21,8 @@ fuzz_target!(|data: &[u8]| {
             let catalog = Catalog::builtin();
             let _ = policy.check(&catalog, None, now);
             let engine = Engine { catalog, policy: policy.into() };
-            for (host, method, path) in [("mail.google.com", "POST", "/x"), ("web.whatsapp.com", "CONNECT", ""), ("a.example", "GET", "/")] {
+            for (host, method, path) in [("mail.google.com", "POST", "/x"), ("web.whatsapp.com", "CONNECT", ""), ("a.example", "GET", "/")]
+            {
                 let flow = engine.classify(&FlowHead { host, method: Some(method), path: Some(path), ..Default::default() });
                 for stage in [Stage::Connect, Stage::Request, Stage::Body] {
                     let findings = ["payment-card".to_string()];

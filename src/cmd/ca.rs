@@ -43,7 +43,10 @@ pub fn run(cmd: CaCommand) -> anyhow::Result<ExitCode> {
             portcullis_ca::CertificateAuthority::load_or_create(&dir).with_context(|| format!("CA in {}", dir.display()))?;
             let what = if existed { "exists" } else { "created" };
             eprintln!("portcullis: CA {what}: {} (key {}, mode 0600)", dir.join("ca.pem").display(), dir.join("ca.key").display());
-            eprintln!("Install {} in your browser / OS trust store, or print it with `portcullis ca export`.", dir.join("ca.pem").display());
+            eprintln!(
+                "Install {} in your browser / OS trust store, or print it with `portcullis ca export`.",
+                dir.join("ca.pem").display()
+            );
             Ok(ExitCode::SUCCESS)
         }
         CaCommand::Export(args) => {

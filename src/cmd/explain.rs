@@ -62,8 +62,7 @@ pub fn when(at: Option<&str>) -> anyhow::Result<SystemTime> {
     match at {
         None => Ok(SystemTime::now()),
         Some(t) => {
-            let (time, _) = parse_expiry_text(t)
-                .map_err(|m| anyhow::anyhow!("--at: {m}"))?;
+            let (time, _) = parse_expiry_text(t).map_err(|m| anyhow::anyhow!("--at: {m}"))?;
             // A bare date means the end of that day for expiry; for "at" mean its start.
             Ok(if t.len() == 10 { time - std::time::Duration::from_secs(86_400) } else { time })
         }
@@ -77,10 +76,8 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let identity = args.user.as_deref().map(|name| {
-        let mut id = users.as_ref().and_then(|u| u.lookup(name)).unwrap_or_else(|| Identity {
-            user: name.into(),
-            groups: Vec::new().into(),
-        });
+        let mut id =
+            users.as_ref().and_then(|u| u.lookup(name)).unwrap_or_else(|| Identity { user: name.into(), groups: Vec::new().into() });
         if !args.groups.is_empty() {
             let mut groups = id.groups.to_vec();
             groups.extend(args.groups.iter().cloned());
@@ -91,9 +88,7 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<ExitCode> {
     let now = when(args.at.as_deref())?;
     let body = BodyFacts { findings: &args.findings, unscannable: args.unscannable };
     let method = args.method.to_ascii_uppercase();
-    let ex = engine
-        .explain(identity.as_ref(), &method, &args.url, body, now)
-        .context("explain")?;
+    let ex = engine.explain(identity.as_ref(), &method, &args.url, body, now).context("explain")?;
     let out = json!({
         "app": ex.flow.app_id(),
         "category": ex.flow.category(),

@@ -167,9 +167,7 @@ pub fn run(cmd: LogsCommand) -> Result<ExitCode> {
     };
     // `portcullis logs query | head` closes stdout early: that is success, not an error.
     match result {
-        Err(e) if e.downcast_ref::<io::Error>().is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe) => {
-            Ok(ExitCode::SUCCESS)
-        }
+        Err(e) if e.downcast_ref::<io::Error>().is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe) => Ok(ExitCode::SUCCESS),
         other => other,
     }
 }
@@ -230,9 +228,7 @@ fn export_events(a: ExportArgs) -> Result<ExitCode> {
     let mut filter = a.filter.to_filter()?;
     filter.ascending = true;
     let sink: Box<dyn Write> = match &a.output {
-        Some(path) => Box::new(
-            std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
-        ),
+        Some(path) => Box::new(std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?),
         None => Box::new(io::stdout().lock()),
     };
     let mut out = BufWriter::new(sink);

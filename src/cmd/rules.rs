@@ -55,11 +55,7 @@ pub fn run(cmd: RulesCommand) -> anyhow::Result<ExitCode> {
                     );
                 }
             }
-            println!(
-                "ok: {} detectors, {} prefilter literals ({label})",
-                rules.detectors().len(),
-                rules.literal_count()
-            );
+            println!("ok: {} detectors, {} prefilter literals ({label})", rules.detectors().len(), rules.literal_count());
             Ok(ExitCode::SUCCESS)
         }
         RulesCommand::Test { dir } => {
@@ -68,16 +64,11 @@ pub fn run(cmd: RulesCommand) -> anyhow::Result<ExitCode> {
                 Err(code) => return Ok(code),
             };
             let failures = rules.test_examples();
-            let examples: usize =
-                rules.detectors().iter().map(|d| d.examples.matches.len() + d.examples.no_matches.len()).sum();
+            let examples: usize = rules.detectors().iter().map(|d| d.examples.matches.len() + d.examples.no_matches.len()).sum();
             for f in &failures {
                 eprintln!("FAIL {f}");
             }
-            println!(
-                "{} detectors, {examples} examples, {} failed ({label})",
-                rules.detectors().len(),
-                failures.len()
-            );
+            println!("{} detectors, {examples} examples, {} failed ({label})", rules.detectors().len(), failures.len());
             Ok(if failures.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
     }

@@ -70,10 +70,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("interception CA in {}", cfg.ca_dir.display()))?;
     let controls = Arc::new(Controls::load(cfg.sources.clone())?);
     let metrics = Arc::new(Metrics::new());
-    let writer = cfg
-        .audit
-        .open_writer(Some(Arc::clone(&metrics)))
-        .with_context(|| format!("audit log {}", cfg.audit.db.display()))?;
+    let writer = cfg.audit.open_writer(Some(Arc::clone(&metrics))).with_context(|| format!("audit log {}", cfg.audit.db.display()))?;
     let hmac_key = value_hmac_key(&cfg.value_hmac_key_file)?;
     let leaves = Arc::new(portcullis_ca::LeafCache::new(Arc::new(ca), cfg.proxy.limits.leaf_cache_capacity)?);
     let cache = Arc::clone(&leaves);

@@ -38,7 +38,13 @@ fn event(i: u64) -> Event {
         evidence: vec!["4111********1111".into(), "5500********0004".into()],
         value_hmacs: vec!["3f".repeat(32), "a1".repeat(32)],
     });
-    e.files.push(FileRecord { name: Some("q3-customers.xlsx".into()), field: None, sha256: "9c".repeat(32), size: 1 << 20, partial: false });
+    e.files.push(FileRecord {
+        name: Some("q3-customers.xlsx".into()),
+        field: None,
+        sha256: "9c".repeat(32),
+        size: 1 << 20,
+        partial: false,
+    });
     e
 }
 
@@ -62,7 +68,8 @@ fn benches(c: &mut Criterion) {
     const N: u64 = 2000;
     g.throughput(Throughput::Elements(N));
     for sync in [Synchronous::Full, Synchronous::Normal] {
-        let writer = AuditWriter::spawn(Box::new(store(&dir, &format!("durable-{}.db", sync_name(sync)), sync)), WriterConfig::default()).unwrap();
+        let writer =
+            AuditWriter::spawn(Box::new(store(&dir, &format!("durable-{}.db", sync_name(sync)), sync)), WriterConfig::default()).unwrap();
         g.bench_function(format!("durable_64_producers/{}", sync_name(sync)), |b| {
             b.iter(|| {
                 rt.block_on(async {

@@ -113,8 +113,8 @@ impl AuditSettings {
 
     /// The writer configuration these settings describe.
     pub fn writer_config(&self, metrics: Option<Arc<Metrics>>) -> Result<WriterConfig, AuditError> {
-        let interval = parse_duration(&self.retention_interval)
-            .map_err(|e| AuditError::Config(format!("[audit] retention_interval: {e}")))?;
+        let interval =
+            parse_duration(&self.retention_interval).map_err(|e| AuditError::Config(format!("[audit] retention_interval: {e}")))?;
         if self.queue_capacity == 0 || self.max_batch == 0 {
             return Err(AuditError::Config("[audit] queue_capacity and max_batch must be at least 1".into()));
         }

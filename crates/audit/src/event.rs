@@ -359,8 +359,8 @@ mod tests {
         });
         let v = serde_json::to_value(&e).unwrap();
         for k in [
-            "id", "time", "user", "client", "method", "host", "url", "app", "category", "activity", "action", "rule",
-            "exception", "approver", "simulated", "would", "detectors", "files", "bytes", "reason",
+            "id", "time", "user", "client", "method", "host", "url", "app", "category", "activity", "action", "rule", "exception",
+            "approver", "simulated", "would", "detectors", "files", "bytes", "reason",
         ] {
             assert!(v.get(k).is_some(), "missing {k}");
         }

@@ -80,21 +80,14 @@ pub fn to_ecs(e: &Event) -> Value {
     put(
         &mut root,
         "source",
-        obj(vec![
-            ("ip", ip.map(|i| json!(i.to_string()))),
-            ("port", port.map(|p| json!(p))),
-            ("address", s(&e.client)),
-        ]),
+        obj(vec![("ip", ip.map(|i| json!(i.to_string()))), ("port", port.map(|p| json!(p))), ("address", s(&e.client))]),
     );
     put(&mut root, "destination", obj(vec![("domain", Some(json!(e.host)))]));
     put(&mut root, "url", obj(vec![("full", s(&e.url)), ("domain", Some(json!(e.host)))]));
     put(
         &mut root,
         "http",
-        obj(vec![(
-            "request",
-            obj(vec![("method", s(&e.method)), ("body", obj(vec![("bytes", Some(json!(e.bytes)))]))]),
-        )]),
+        obj(vec![("request", obj(vec![("method", s(&e.method)), ("body", obj(vec![("bytes", Some(json!(e.bytes)))]))]))]),
     );
     put(&mut root, "rule", obj(vec![("name", s(&e.rule))]));
     put(&mut root, "observer", obj(vec![("vendor", Some(json!("Portcullis"))), ("type", Some(json!("proxy")))]));
@@ -130,8 +123,8 @@ pub fn write_json_line(w: &mut dyn Write, e: &Event) -> io::Result<()> {
 
 /// CSV columns, in order.
 pub const CSV_COLUMNS: [&str; 22] = [
-    "id", "time", "action", "simulated", "would", "user", "client", "method", "host", "url", "app", "category",
-    "activity", "rule", "exception", "approver", "detectors", "evidence", "value_hmacs", "files", "bytes", "reason",
+    "id", "time", "action", "simulated", "would", "user", "client", "method", "host", "url", "app", "category", "activity", "rule",
+    "exception", "approver", "detectors", "evidence", "value_hmacs", "files", "bytes", "reason",
 ];
 
 fn csv_cell(out: &mut String, value: &str) {
@@ -161,14 +154,14 @@ pub fn write_csv_row(w: &mut dyn Write, e: &Event) -> io::Result<()> {
     let detectors: Vec<String> = e.detectors.iter().map(|d| format!("{}:{}", d.detector, d.count)).collect();
     let evidence: Vec<String> = e.detectors.iter().flat_map(|d| d.evidence.iter().cloned()).collect();
     let hmacs: Vec<String> = e.detectors.iter().flat_map(|d| d.value_hmacs.iter().cloned()).collect();
-    let files: Vec<String> =
-        e.files
-            .iter()
-            .map(|f| {
-                let partial = if f.partial { ":partial" } else { "" };
-                format!("{}:{}:{}{partial}", f.name.as_deref().unwrap_or(""), f.sha256, f.size)
-            })
-            .collect();
+    let files: Vec<String> = e
+        .files
+        .iter()
+        .map(|f| {
+            let partial = if f.partial { ":partial" } else { "" };
+            format!("{}:{}:{}{partial}", f.name.as_deref().unwrap_or(""), f.sha256, f.size)
+        })
+        .collect();
     let cells = [
         e.id.clone(),
         rfc3339(e.time),
@@ -283,11 +276,14 @@ pub fn detail(e: &Event) -> String {
     };
     field("action:", &action);
     field("rule:", &dash(&e.rule));
-    field("exception:", &match (&e.exception, &e.approver) {
-        (Some(x), Some(a)) => format!("{x} (approved by {a})"),
-        (Some(x), None) => x.clone(),
-        _ => "-".into(),
-    });
+    field(
+        "exception:",
+        &match (&e.exception, &e.approver) {
+            (Some(x), Some(a)) => format!("{x} (approved by {a})"),
+            (Some(x), None) => x.clone(),
+            _ => "-".into(),
+        },
+    );
     field("user:", &dash(&e.user));
     field("client:", &dash(&e.client));
     field("method:", &dash(&e.method));
@@ -326,7 +322,11 @@ pub fn detail(e: &Event) -> String {
                 (None, None) => "(unnamed)".to_string(),
             };
             out.push_str(&format!("  {what}  sha256={}  {} bytes", f.sha256, f.size));
-            out.push_str(if f.partial { " (partial: the first bytes only; the transfer was stopped before the file ended)\n" } else { "\n" });
+            out.push_str(if f.partial {
+                " (partial: the first bytes only; the transfer was stopped before the file ended)\n"
+            } else {
+                "\n"
+            });
         }
     }
     out
@@ -346,10 +346,7 @@ pub fn stats_text(st: &Stats) -> String {
     out.push_str(&format!("by action: {}\n", if actions.is_empty() { "-".into() } else { actions.join(" ") }));
     out.push_str(&format!("simulated: {}\nblocks:    {}\n", st.simulated, st.blocks));
     if st.dropped > 0 {
-        out.push_str(&format!(
-            "dropped:   {} (all time: events the gateway could not record; this log is incomplete)\n",
-            st.dropped
-        ));
+        out.push_str(&format!("dropped:   {} (all time: events the gateway could not record; this log is incomplete)\n", st.dropped));
     }
     for (title, rows) in [
         ("blocks by category", &st.blocks_by_category),

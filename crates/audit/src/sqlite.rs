@@ -299,11 +299,8 @@ impl AuditStore for SqliteStore {
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 )
                 .map_err(&e)?;
-            let mut det = tx
-                .prepare_cached("INSERT INTO event_detectors (event_seq, detector, count) VALUES (?1, ?2, ?3)")
-                .map_err(&e)?;
-            let mut val =
-                tx.prepare_cached("INSERT INTO event_values (event_seq, hmac) VALUES (?1, ?2)").map_err(&e)?;
+            let mut det = tx.prepare_cached("INSERT INTO event_detectors (event_seq, detector, count) VALUES (?1, ?2, ?3)").map_err(&e)?;
+            let mut val = tx.prepare_cached("INSERT INTO event_values (event_seq, hmac) VALUES (?1, ?2)").map_err(&e)?;
             let mut bod = tx.prepare_cached("INSERT INTO event_bodies (seq, body) VALUES (?1, ?2)").map_err(&e)?;
             for ev in events {
                 let body = serde_json::to_string(ev).map_err(|err| AuditError::Corrupt(err.to_string()))?;
@@ -381,10 +378,8 @@ impl AuditStore for SqliteStore {
         let (base, base_args) = where_clause(filter, true);
         let mut stats = Stats { since: filter.since, until: filter.until, ..Stats::default() };
 
-        let mut stmt = self
-            .conn
-            .prepare(&format!("SELECT e.action, e.simulated, count(*) FROM events e WHERE {base} GROUP BY 1, 2"))
-            .map_err(&e)?;
+        let mut stmt =
+            self.conn.prepare(&format!("SELECT e.action, e.simulated, count(*) FROM events e WHERE {base} GROUP BY 1, 2")).map_err(&e)?;
         let mut rows = stmt.query(params_from_iter(base_args.iter())).map_err(&e)?;
         while let Some(r) = rows.next().map_err(&e)? {
             let action: String = r.get(0).map_err(&e)?;
@@ -416,9 +411,8 @@ impl AuditStore for SqliteStore {
         stats.blocks_by_category = top_counts(cat, top);
         stats.blocks_by_app = top_counts(app, top);
         stats.blocks_by_user = top_counts(user, top);
-        let sql = format!(
-            "SELECT dd.detector, count(*) FROM event_detectors dd JOIN events e ON e.seq = dd.event_seq WHERE {blocks} GROUP BY 1"
-        );
+        let sql =
+            format!("SELECT dd.detector, count(*) FROM event_detectors dd JOIN events e ON e.seq = dd.event_seq WHERE {blocks} GROUP BY 1");
         let mut stmt = self.conn.prepare(&sql).map_err(&e)?;
         let mut rows = stmt.query(params_from_iter(base_args.iter())).map_err(&e)?;
         let mut det = BTreeMap::new();
@@ -426,11 +420,8 @@ impl AuditStore for SqliteStore {
             det.insert(r.get::<_, String>(0).map_err(&e)?, u64::try_from(r.get::<_, i64>(1).map_err(&e)?).unwrap_or(0));
         }
         stats.blocks_by_detector = top_counts(det, top);
-        let dropped: Option<i64> = self
-            .conn
-            .query_row("SELECT value FROM meta WHERE key = 'dropped'", [], |r| r.get(0))
-            .optional()
-            .map_err(&e)?;
+        let dropped: Option<i64> =
+            self.conn.query_row("SELECT value FROM meta WHERE key = 'dropped'", [], |r| r.get(0)).optional().map_err(&e)?;
         stats.dropped = dropped.and_then(|d| u64::try_from(d).ok()).unwrap_or(0);
         Ok(stats)
     }
@@ -470,10 +461,8 @@ impl AuditStore for SqliteStore {
                 let excess = used.saturating_sub(target) as u128;
                 let n = ((u128::from(count) * excess).div_ceil(u128::from(used.max(1)))).clamp(1, u128::from(count));
                 let n = i64::try_from(n).unwrap_or(i64::MAX);
-                report.deleted_by_size += self.delete_where(
-                    "seq IN (SELECT seq FROM events ORDER BY time_ms ASC, seq ASC LIMIT ?)",
-                    &[Value::Integer(n)],
-                )?;
+                report.deleted_by_size +=
+                    self.delete_where("seq IN (SELECT seq FROM events ORDER BY time_ms ASC, seq ASC LIMIT ?)", &[Value::Integer(n)])?;
             }
         }
         if report.deleted_by_age + report.deleted_by_size > 0 {

@@ -83,10 +83,7 @@ pub struct AuditWriter {
 
 impl std::fmt::Debug for AuditWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AuditWriter")
-            .field("dropped", &self.dropped())
-            .field("written", &self.written())
-            .finish_non_exhaustive()
+        f.debug_struct("AuditWriter").field("dropped", &self.dropped()).field("written", &self.written()).finish_non_exhaustive()
     }
 }
 

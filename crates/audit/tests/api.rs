@@ -53,9 +53,7 @@ async fn start(reload_ok: bool) -> Server {
         if reload_ok { Ok("policy reloaded: 12 rules".to_owned()) } else { Err("rules/policy.toml:3: unknown app \"gmial\"".to_owned()) }
     });
     let router = admin_router(
-        AdminConfig::new(TOKEN, SqliteStore::open_existing(&path).unwrap(), metrics)
-            .with_writer(writer.clone())
-            .with_reload(reload),
+        AdminConfig::new(TOKEN, SqliteStore::open_existing(&path).unwrap(), metrics).with_writer(writer.clone()).with_reload(reload),
     )
     .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -93,7 +91,9 @@ async fn every_protected_route_needs_the_token() {
         (Method::GET, "/metrics"),
         (Method::POST, "/api/reload"),
     ] {
-        for auth in [None, Some("Bearer wrong-token-0123456789abcdef".to_owned()), Some(format!("Basic {TOKEN}")), Some(format!("Bearer {TOKEN}x"))] {
+        for auth in
+            [None, Some("Bearer wrong-token-0123456789abcdef".to_owned()), Some(format!("Basic {TOKEN}")), Some(format!("Bearer {TOKEN}x"))]
+        {
             let (status, headers, body) = call(s.addr, method.clone(), path, auth.as_deref()).await;
             assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {path} with {auth:?}: {body}");
             assert!(headers.get("www-authenticate").is_some());

@@ -38,7 +38,8 @@ fn crash_child() {
             let w = writer.clone();
             tasks.push(tokio::spawn(async move {
                 for i in 0u64.. {
-                    let e = ev(Action::Block, &format!("user{t}"), Some("gmail"), Some("webmail"), "mail.google.com", &[("payment-card", 1)]);
+                    let e =
+                        ev(Action::Block, &format!("user{t}"), Some("gmail"), Some("webmail"), "mail.google.com", &[("payment-card", 1)]);
                     let id = w.record_durable(e).await.unwrap();
                     println!("ACK {id}");
                     if i % 3 == 0 {

@@ -9,9 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::ev;
-use portcullis_audit::{
-    Action, AuditStore, AuditWriter, Event, Filter, Retention, SqliteOptions, SqliteStore, Synchronous, WriterConfig,
-};
+use portcullis_audit::{Action, AuditStore, AuditWriter, Event, Filter, Retention, SqliteOptions, SqliteStore, Synchronous, WriterConfig};
 use portcullis_telemetry::Metrics;
 use time::OffsetDateTime;
 
@@ -120,9 +118,7 @@ fn pagination_by_cursor_visits_every_event_once() {
     // Pagination composes with a filter.
     let page = store.query(&Filter { user: Some("u3".into()), limit: Some(5), ..Filter::default() }).unwrap();
     assert_eq!(page.len(), 5);
-    let next = store
-        .query(&Filter { user: Some("u3".into()), cursor: Some(page[4].id.clone()), ..Filter::default() })
-        .unwrap();
+    let next = store.query(&Filter { user: Some("u3".into()), cursor: Some(page[4].id.clone()), ..Filter::default() }).unwrap();
     assert_eq!(page.len() + next.len(), events.iter().filter(|e| e.user.as_deref() == Some("u3")).count());
     assert!(next.iter().all(|e| e.id < page[4].id));
 }
@@ -143,7 +139,12 @@ fn same_leaked_value_is_correlated_by_hmac() {
     let hits = store.query(&Filter { value_hmac: Some("01".repeat(32)), ..Filter::default() }).unwrap();
     assert_eq!(ids(&hits), vec![&a.id[..]]);
     // Retention removes the value rows with their events.
-    store.apply_retention(&Retention { max_age: Some(Duration::from_secs(1)), max_bytes: None }, OffsetDateTime::now_utc() + time::Duration::hours(1)).unwrap();
+    store
+        .apply_retention(
+            &Retention { max_age: Some(Duration::from_secs(1)), max_bytes: None },
+            OffsetDateTime::now_utc() + time::Duration::hours(1),
+        )
+        .unwrap();
     assert!(store.query(&Filter { value_hmac: Some(shared), ..Filter::default() }).unwrap().is_empty());
 }
 
@@ -195,10 +196,7 @@ fn stats_count_blocks_by_dimension() {
     assert_eq!(st.by_action.get("block"), Some(&3));
     assert_eq!(st.by_action.get("allow"), Some(&1));
     let pairs = |v: &[portcullis_audit::Count]| v.iter().map(|c| (c.key.clone(), c.count)).collect::<Vec<_>>();
-    assert_eq!(
-        pairs(&st.blocks_by_category),
-        vec![("cloud-storage".into(), 1), ("instant-messaging".into(), 1), ("webmail".into(), 1)]
-    );
+    assert_eq!(pairs(&st.blocks_by_category), vec![("cloud-storage".into(), 1), ("instant-messaging".into(), 1), ("webmail".into(), 1)]);
     assert_eq!(pairs(&st.blocks_by_detector), vec![("payment-card".into(), 2), ("hkid".into(), 1)]);
     assert_eq!(pairs(&st.blocks_by_user), vec![("alice".into(), 1), ("bob".into(), 1), ("carol".into(), 1)]);
     let st = store.stats(&Filter { user: Some("bob".into()), ..Filter::default() }).unwrap();
@@ -216,9 +214,7 @@ fn retention_by_age_and_size() {
     old.time = now - time::Duration::days(40);
     let fresh = ev(Action::Block, "u", None, None, "new.example", &[("hkid", 1)]);
     store.append(&[old.clone(), fresh.clone()]).unwrap();
-    let r = store
-        .apply_retention(&Retention { max_age: Some(Duration::from_secs(30 * 86_400)), max_bytes: None }, now)
-        .unwrap();
+    let r = store.apply_retention(&Retention { max_age: Some(Duration::from_secs(30 * 86_400)), max_bytes: None }, now).unwrap();
     assert_eq!(r.deleted_by_age, 1);
     assert!(store.get(&old.id).unwrap().is_none());
     assert!(store.get(&fresh.id).unwrap().is_some());
@@ -226,7 +222,8 @@ fn retention_by_age_and_size() {
     assert_eq!(store.stats(&Filter::default()).unwrap().blocks_by_detector[0].count, 1);
 
     // Size: fill to well over 1 MiB, then trim to 512 KiB; the newest events survive.
-    let batch: Vec<Event> = (0..6000).map(|_| ev(Action::Block, "u", Some("gmail"), Some("webmail"), "m.example", &[("payment-card", 1)])).collect();
+    let batch: Vec<Event> =
+        (0..6000).map(|_| ev(Action::Block, "u", Some("gmail"), Some("webmail"), "m.example", &[("payment-card", 1)])).collect();
     store.append(&batch).unwrap();
     assert!(store.used_bytes().unwrap() > 2 << 20);
     let limit = 512 * 1024;
@@ -265,7 +262,8 @@ fn concurrent_writers_through_one_writer_and_two_connections() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit.db");
     let metrics = Arc::new(Metrics::new());
-    let writer = AuditWriter::open(&path, WriterConfig { metrics: Some(metrics.clone()), max_batch: 64, ..WriterConfig::default() }).unwrap();
+    let writer =
+        AuditWriter::open(&path, WriterConfig { metrics: Some(metrics.clone()), max_batch: 64, ..WriterConfig::default() }).unwrap();
     // A second, independent connection appending at the same time (another process would do the same).
     let other_path = path.clone();
     let other = std::thread::spawn(move || {
@@ -286,7 +284,8 @@ fn concurrent_writers_through_one_writer_and_two_connections() {
             tasks.push(tokio::spawn(async move {
                 let mut ids = Vec::new();
                 for i in 0..50 {
-                    let e = ev(Action::Block, &format!("user{t}"), Some("gmail"), Some("webmail"), "mail.google.com", &[("payment-card", 1)]);
+                    let e =
+                        ev(Action::Block, &format!("user{t}"), Some("gmail"), Some("webmail"), "mail.google.com", &[("payment-card", 1)]);
                     let id = e.id.clone();
                     assert_eq!(w.record_durable(e).await.unwrap(), id);
                     ids.push(id);
@@ -330,7 +329,11 @@ fn try_record_drops_and_counts_when_the_queue_is_full() {
             let _ = self.release.recv();
             self.inner.append(events)
         }
-        fn scan(&self, f: &Filter, each: &mut dyn FnMut(Event) -> Result<bool, portcullis_audit::AuditError>) -> Result<(), portcullis_audit::AuditError> {
+        fn scan(
+            &self,
+            f: &Filter,
+            each: &mut dyn FnMut(Event) -> Result<bool, portcullis_audit::AuditError>,
+        ) -> Result<(), portcullis_audit::AuditError> {
             self.inner.scan(f, each)
         }
         fn get(&self, id: &str) -> Result<Option<Event>, portcullis_audit::AuditError> {
@@ -342,7 +345,11 @@ fn try_record_drops_and_counts_when_the_queue_is_full() {
         fn record_dropped(&mut self, n: u64) -> Result<(), portcullis_audit::AuditError> {
             self.inner.record_dropped(n)
         }
-        fn apply_retention(&mut self, r: &Retention, now: OffsetDateTime) -> Result<portcullis_audit::RetentionReport, portcullis_audit::AuditError> {
+        fn apply_retention(
+            &mut self,
+            r: &Retention,
+            now: OffsetDateTime,
+        ) -> Result<portcullis_audit::RetentionReport, portcullis_audit::AuditError> {
             self.inner.apply_retention(r, now)
         }
     }
@@ -351,7 +358,11 @@ fn try_record_drops_and_counts_when_the_queue_is_full() {
     let (release, rx) = std::sync::mpsc::channel();
     let gate = Gate { inner: SqliteStore::open(&path).unwrap(), release: rx };
     let metrics = Arc::new(Metrics::new());
-    let writer = AuditWriter::spawn(Box::new(gate), WriterConfig { queue_capacity: 4, max_batch: 1, metrics: Some(metrics.clone()), ..WriterConfig::default() }).unwrap();
+    let writer = AuditWriter::spawn(
+        Box::new(gate),
+        WriterConfig { queue_capacity: 4, max_batch: 1, metrics: Some(metrics.clone()), ..WriterConfig::default() },
+    )
+    .unwrap();
     // The first event is taken by the writer (blocked in append); wait until it left the queue.
     assert!(writer.try_record(ev(Action::Log, "u", None, None, "h", &[])));
     while writer.queued() > 0 {

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, Issuer, KeyPair, KeyUsagePurpose, PublicKeyData, SanType, SerialNumber,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    PublicKeyData, SanType, SerialNumber,
 };
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use time::OffsetDateTime;
@@ -90,8 +90,7 @@ impl CertificateAuthority {
         check_key_permissions(key_path)?;
         let cert_pem = fs::read_to_string(cert_path).map_err(|source| CaError::Io { path: cert_path.to_path_buf(), source })?;
         let key_pem = fs::read_to_string(key_path).map_err(|source| CaError::Io { path: key_path.to_path_buf(), source })?;
-        let key = KeyPair::from_pem(&key_pem)
-            .map_err(|e| CaError::BadKey { path: key_path.to_path_buf(), reason: e.to_string() })?;
+        let key = KeyPair::from_pem(&key_pem).map_err(|e| CaError::BadKey { path: key_path.to_path_buf(), reason: e.to_string() })?;
         let bad_cert = |reason: String| CaError::BadCertificate { path: cert_path.to_path_buf(), reason };
         let der = rustls_pki_types::pem::PemObject::from_pem_slice(cert_pem.as_bytes())
             .map_err(|e: rustls_pki_types::pem::Error| bad_cert(e.to_string()))?;
@@ -237,10 +236,6 @@ mod x509_parser_shim {
     pub fn parse(der: &[u8]) -> Result<((), Parsed), String> {
         let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|e| e.to_string())?;
         let is_ca = cert.basic_constraints().ok().flatten().is_some_and(|bc| bc.value.ca);
-        Ok(((), Parsed {
-            is_ca,
-            public_key: cert.public_key().raw.to_vec(),
-            not_after: cert.validity().not_after.to_datetime(),
-        }))
+        Ok(((), Parsed { is_ca, public_key: cert.public_key().raw.to_vec(), not_after: cert.validity().not_after.to_datetime() }))
     }
 }

@@ -5,7 +5,11 @@ use std::path::PathBuf;
 #[non_exhaustive]
 pub enum CaError {
     #[error("{path}: {source}")]
-    Io { path: PathBuf, #[source] source: std::io::Error },
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{path}: not a usable CA certificate: {reason}")]
     BadCertificate { path: PathBuf, reason: String },
     #[error("{path}: not a usable private key: {reason}")]

@@ -22,7 +22,7 @@ mod cache;
 mod error;
 mod hello;
 
-pub use authority::{CertificateAuthority, Leaf, LEAF_VALIDITY};
+pub use authority::{CertificateAuthority, LEAF_VALIDITY, Leaf};
 pub use cache::{CacheStats, LeafCache};
 pub use error::CaError;
 pub use hello::{ClientHelloInfo, NotTls, peek_client_hello};

@@ -91,7 +91,11 @@ fn refuses_a_certificate_that_does_not_match_the_key() {
 #[test]
 fn minted_leaves_carry_the_right_san_and_validity_window() {
     let ca = CertificateAuthority::create("test CA").unwrap();
-    for (host, want_ip) in [("mail.example.com", None), ("10.1.2.3", Some(vec![10u8, 1, 2, 3])), ("[::1]", Some(IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1]).to_string().parse::<std::net::Ipv6Addr>().unwrap().octets().to_vec()))] {
+    for (host, want_ip) in [
+        ("mail.example.com", None),
+        ("10.1.2.3", Some(vec![10u8, 1, 2, 3])),
+        ("[::1]", Some(IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1]).to_string().parse::<std::net::Ipv6Addr>().unwrap().octets().to_vec())),
+    ] {
         let leaf = ca.mint(host).unwrap();
         assert_eq!(leaf.chain.len(), 2);
         let (_, cert) = x509_parser::parse_x509_certificate(&leaf.chain[0]).unwrap();

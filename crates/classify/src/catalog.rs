@@ -211,8 +211,7 @@ impl Catalog {
     /// Never in a released binary: the embedded files are checked by this crate's tests.
     #[allow(clippy::expect_used)]
     pub fn builtin() -> Arc<Catalog> {
-        let sources: Vec<(String, String)> =
-            BUILTIN_FILES.iter().map(|(n, t)| ((*n).to_owned(), (*t).to_owned())).collect();
+        let sources: Vec<(String, String)> = BUILTIN_FILES.iter().map(|(n, t)| ((*n).to_owned(), (*t).to_owned())).collect();
         Arc::new(Catalog::from_sources(&sources).expect("the embedded app catalog is valid"))
     }
 
@@ -229,8 +228,7 @@ impl Catalog {
         paths.sort();
         let mut sources = Vec::with_capacity(paths.len());
         for path in paths {
-            let text = std::fs::read_to_string(&path)
-                .map_err(|source| CatalogError::Io { path: path.display().to_string(), source })?;
+            let text = std::fs::read_to_string(&path).map_err(|source| CatalogError::Io { path: path.display().to_string(), source })?;
             sources.push((path.display().to_string(), text));
         }
         if sources.is_empty() {
@@ -265,11 +263,7 @@ impl Catalog {
     /// Every host pattern with the app that claims it (endpoints with paths included), for
     /// checks and listings.
     pub fn host_patterns(&self) -> impl Iterator<Item = (&HostPattern, &Arc<AppInfo>, bool)> {
-        self.exact
-            .values()
-            .chain(self.suffix.values())
-            .flatten()
-            .map(|ep| (&ep.pattern, &self.apps[ep.app].info, !ep.paths.is_empty()))
+        self.exact.values().chain(self.suffix.values()).flatten().map(|ep| (&ep.pattern, &self.apps[ep.app].info, !ep.paths.is_empty()))
     }
 
     /// The set of categories used by the apps.
@@ -342,9 +336,7 @@ impl Catalog {
         let app = &self.apps[idx];
         let activity = match head.method {
             None => Some(Activity::Opaque),
-            Some(m) if m.eq_ignore_ascii_case("CONNECT") => {
-                default_activity(head.method, app.info.inspectable)
-            }
+            Some(m) if m.eq_ignore_ascii_case("CONNECT") => default_activity(head.method, app.info.inspectable),
             Some(m) => app
                 .activities
                 .iter()
@@ -573,13 +565,7 @@ impl Builder {
             self.tenant_refs.push((t.get_ref().clone(), file.to_owned(), at(t.span())));
             t.into_inner()
         });
-        let info = AppInfo {
-            id,
-            name: raw.name,
-            category: raw.category.into_inner(),
-            inspectable: raw.inspectable,
-            tenant,
-        };
+        let info = AppInfo { id, name: raw.name, category: raw.category.into_inner(), inspectable: raw.inspectable, tenant };
         self.apps.push(App { info: Arc::new(info), activities });
     }
 
@@ -612,10 +598,7 @@ impl Builder {
                 self.problems.push(Problem {
                     file,
                     line,
-                    message: format!(
-                        "{} is already claimed by app {:?}",
-                        ep.pattern, catalog.apps[other].info.id
-                    ),
+                    message: format!("{} is already claimed by app {:?}", ep.pattern, catalog.apps[other].info.id),
                 });
                 continue;
             }
@@ -637,9 +620,7 @@ impl Builder {
 }
 
 fn is_id(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') && !s.starts_with('-')
 }
 
 #[cfg(test)]
@@ -676,8 +657,7 @@ mod tests {
 
     #[test]
     fn errors_name_lines() {
-        let err = cat("[[app]]\nid = \"x\"\nname = \"X\"\ncategory = \"webmail\"\nhosts = [\"*.qq.com\"]\n")
-            .unwrap_err();
+        let err = cat("[[app]]\nid = \"x\"\nname = \"X\"\ncategory = \"webmail\"\nhosts = [\"*.qq.com\"]\n").unwrap_err();
         let p = err.problems();
         assert_eq!(p.len(), 1);
         assert_eq!(p[0].line, 5);
@@ -686,8 +666,9 @@ mod tests {
         let err = cat("[[app]]\nid = \"x\"\nname = \"X\"\ncategory = \"webmail\"\nhostz = [\"a.com\"]\n").unwrap_err();
         assert_eq!(err.problems()[0].line, 5, "{err}");
 
-        let err = cat("[[app]]\nid = \"x\"\nname = \"X\"\ncategory = \"webmail\"\nhosts = [\"a.com\"]\n[[app.activity]]\nname = \"steal\"\n")
-            .unwrap_err();
+        let err =
+            cat("[[app]]\nid = \"x\"\nname = \"X\"\ncategory = \"webmail\"\nhosts = [\"a.com\"]\n[[app.activity]]\nname = \"steal\"\n")
+                .unwrap_err();
         assert_eq!(err.problems()[0].line, 7, "{err}");
     }
 

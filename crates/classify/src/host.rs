@@ -45,17 +45,11 @@ pub fn normalize_host(raw: &str) -> Result<NormalHost, HostError> {
         if !(after.is_empty() || after.starts_with(':')) {
             return Err(err("garbage after IPv6 literal"));
         }
-        return rest[..end]
-            .parse::<IpAddr>()
-            .map(NormalHost::Ip)
-            .map_err(|_| err("not an IPv6 address"));
+        return rest[..end].parse::<IpAddr>().map(NormalHost::Ip).map_err(|_| err("not an IPv6 address"));
     }
     // A bare IPv6 address has several colons and no port.
     if trimmed.matches(':').count() > 1 {
-        return trimmed
-            .parse::<IpAddr>()
-            .map(NormalHost::Ip)
-            .map_err(|_| err("not an IPv6 address"));
+        return trimmed.parse::<IpAddr>().map(NormalHost::Ip).map_err(|_| err("not an IPv6 address"));
     }
     let without_port = match trimmed.rsplit_once(':') {
         Some((h, port)) if port.chars().all(|c| c.is_ascii_digit()) => h,
@@ -122,9 +116,7 @@ impl HostPattern {
                 return Err(format!("{raw:?}: a suffix pattern must have at least two labels"));
             }
             if SHARED_DOMAINS.contains(&normal.as_str()) {
-                return Err(format!(
-                    "{raw:?}: {normal} hosts several unrelated services; list the service's own hosts instead"
-                ));
+                return Err(format!("{raw:?}: {normal} hosts several unrelated services; list the service's own hosts instead"));
             }
             Ok(HostPattern::Suffix(normal))
         } else {
@@ -169,39 +161,16 @@ impl std::fmt::Display for HostPattern {
 /// `host` is below `domain` on a label boundary (`a.b.example` below `example`, but not
 /// `evil-example`).
 pub fn is_strict_subdomain(host: &str, domain: &str) -> bool {
-    host.len() > domain.len() + 1
-        && host.ends_with(domain)
-        && host.as_bytes()[host.len() - domain.len() - 1] == b'.'
+    host.len() > domain.len() + 1 && host.ends_with(domain) && host.as_bytes()[host.len() - domain.len() - 1] == b'.'
 }
 
 /// Domains that host several unrelated services: a suffix pattern over one of them would
 /// classify unrelated traffic (qq.com serves WeChat, QQ Mail and news; google.com serves
 /// Search as well as Gmail and Drive). The catalog must list the service's own hosts.
 pub const SHARED_DOMAINS: &[&str] = &[
-    "qq.com",
-    "google.com",
-    "googleapis.com",
-    "googleusercontent.com",
-    "gstatic.com",
-    "microsoft.com",
-    "live.com",
-    "office.com",
-    "yahoo.com",
-    "apple.com",
-    "163.com",
-    "126.com",
-    "baidu.com",
-    "amazonaws.com",
-    "cloudfront.net",
-    "akamaihd.net",
-    "akamaized.net",
-    "azureedge.net",
-    "windows.net",
-    "facebook.com",
-    "fbcdn.net",
-    "tencent.com",
-    "cloudflare.com",
-    "fastly.net",
+    "qq.com", "google.com", "googleapis.com", "googleusercontent.com", "gstatic.com", "microsoft.com", "live.com", "office.com",
+    "yahoo.com", "apple.com", "163.com", "126.com", "baidu.com", "amazonaws.com", "cloudfront.net", "akamaihd.net", "akamaized.net",
+    "azureedge.net", "windows.net", "facebook.com", "fbcdn.net", "tencent.com", "cloudflare.com", "fastly.net",
 ];
 
 /// Parent domains of `host`, longest first: `a.b.c` → `b.c`, `c`.
@@ -224,14 +193,8 @@ mod tests {
         assert_eq!(normalize_host("mail.google.com.:443").unwrap(), name("mail.google.com"));
         assert_eq!(normalize_host("bücher.example").unwrap(), name("xn--bcher-kva.example"));
         assert_eq!(normalize_host("BÜCHER.example").unwrap(), name("xn--bcher-kva.example"));
-        assert_eq!(
-            normalize_host("149.154.167.51:443").unwrap(),
-            NormalHost::Ip("149.154.167.51".parse().unwrap())
-        );
-        assert_eq!(
-            normalize_host("[2001:67c:4e8:f004::9]:443").unwrap(),
-            NormalHost::Ip("2001:67c:4e8:f004::9".parse().unwrap())
-        );
+        assert_eq!(normalize_host("149.154.167.51:443").unwrap(), NormalHost::Ip("149.154.167.51".parse().unwrap()));
+        assert_eq!(normalize_host("[2001:67c:4e8:f004::9]:443").unwrap(), NormalHost::Ip("2001:67c:4e8:f004::9".parse().unwrap()));
         assert_eq!(normalize_host("2001:db8::1").unwrap(), NormalHost::Ip("2001:db8::1".parse().unwrap()));
         assert!(normalize_host("").is_err());
         assert!(normalize_host("a..b").is_err());

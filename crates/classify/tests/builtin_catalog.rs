@@ -15,9 +15,8 @@ fn connect(host: &str) -> FlowHead<'_> {
 fn builtin_catalog_loads_with_required_ids() {
     let c = Catalog::builtin();
     let required = [
-        "gmail", "outlook", "yahoo-mail", "qq-mail", "netease-mail", "proton-mail", "google-drive", "dropbox",
-        "onedrive", "box", "icloud", "mega", "wetransfer", "baidu-netdisk", "whatsapp", "wechat", "telegram",
-        "signal", "line",
+        "gmail", "outlook", "yahoo-mail", "qq-mail", "netease-mail", "proton-mail", "google-drive", "dropbox", "onedrive", "box", "icloud",
+        "mega", "wetransfer", "baidu-netdisk", "whatsapp", "wechat", "telegram", "signal", "line",
     ];
     for id in required {
         assert!(c.app(id).is_some(), "missing app {id}");

@@ -329,14 +329,7 @@ impl Node for Brotli {
             let mut out_off = 0;
             let mut total = 0;
             let r = BrotliDecompressStream(
-                &mut avail_in,
-                &mut in_off,
-                data,
-                &mut avail_out,
-                &mut out_off,
-                &mut self.buf,
-                &mut total,
-                &mut self.state,
+                &mut avail_in, &mut in_off, data, &mut avail_out, &mut out_off, &mut self.buf, &mut total, &mut self.state,
             );
             data = &data[in_off..];
             if out_off > 0 {
@@ -377,9 +370,7 @@ pub(crate) struct Zstd {
 impl Zstd {
     pub fn new(child: Box<dyn Node>) -> Zstd {
         use zstd::stream::raw::DParameter;
-        let dec = zstd::stream::raw::Decoder::new()
-            .and_then(|mut d| d.set_parameter(DParameter::WindowLogMax(23)).map(|()| d))
-            .ok();
+        let dec = zstd::stream::raw::Decoder::new().and_then(|mut d| d.set_parameter(DParameter::WindowLogMax(23)).map(|()| d)).ok();
         Zstd { failed: dec.is_none(), dec, buf: vec![0; OUT_BUF], child, remaining: 0 }
     }
 

@@ -140,10 +140,7 @@ impl Ctx {
     pub fn check_time(&self) -> Res {
         let running = self.call_started.map(|t| t.elapsed()).unwrap_or_default();
         if self.time_used + running > self.limits.max_time {
-            return Err(Halt::Unscannable(format!(
-                "processing time limit exceeded (max_time {:?})",
-                self.limits.max_time
-            )));
+            return Err(Halt::Unscannable(format!("processing time limit exceeded (max_time {:?})", self.limits.max_time)));
         }
         Ok(())
     }
@@ -159,10 +156,7 @@ impl Ctx {
         self.decoded += n as u64;
         let l = &self.limits;
         if self.decoded > l.max_decoded_bytes {
-            return Err(Halt::Unscannable(format!(
-                "decoded size exceeds max_decoded_bytes ({} bytes)",
-                l.max_decoded_bytes
-            )));
+            return Err(Halt::Unscannable(format!("decoded size exceeds max_decoded_bytes ({} bytes)", l.max_decoded_bytes)));
         }
         let allowed = l.max_ratio.saturating_mul(self.raw_in.max(1)).saturating_add(RATIO_SLACK);
         if self.decoded > allowed {
@@ -189,10 +183,7 @@ impl Ctx {
     pub fn count_entries(&mut self, n: u64) -> Res {
         self.entries = self.entries.saturating_add(n);
         if self.entries > u64::from(self.limits.max_entries) {
-            return Err(Halt::Unscannable(format!(
-                "more than max_entries ({}) archive entries or parts",
-                self.limits.max_entries
-            )));
+            return Err(Halt::Unscannable(format!("more than max_entries ({}) archive entries or parts", self.limits.max_entries)));
         }
         Ok(())
     }

@@ -16,9 +16,8 @@ pub(crate) struct FormNode {
 /// Structure check for bodies without a declared type: `k=v&k2=v2`, no spaces or controls.
 pub(crate) fn looks_like_form(h: &[u8]) -> bool {
     let Some(eq) = memchr::memchr(b'=', h) else { return false };
-    let key_ok = eq > 0
-        && h[..eq].iter().all(|&c| c.is_ascii_alphanumeric() || b"_-.[]%*".contains(&c))
-        && memchr::memchr(b'&', &h[..eq]).is_none();
+    let key_ok =
+        eq > 0 && h[..eq].iter().all(|&c| c.is_ascii_alphanumeric() || b"_-.[]%*".contains(&c)) && memchr::memchr(b'&', &h[..eq]).is_none();
     key_ok && h.iter().all(|&c| c.is_ascii_graphic()) && (memchr::memchr(b'&', h).is_some() || h.len() < 1024)
 }
 

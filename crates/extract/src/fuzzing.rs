@@ -112,10 +112,9 @@ pub fn run(decoder: Decoder, data: &[u8]) {
         Decoder::Rtf => Box::new(crate::rtf::RtfNode::new(&mut cx, 0)),
         Decoder::Html => Box::new(crate::html::Markup::new(&mut cx, 0)),
         Decoder::Text => Box::new(crate::text::TextNode::new(&mut cx, 0, true)),
-        Decoder::Utf16 => Box::new(crate::text::Transcode::new(
-            encoding_rs::UTF_16LE,
-            Box::new(FileNode::new(None, None, 0, Origin::Transcoded)),
-        )),
+        Decoder::Utf16 => {
+            Box::new(crate::text::Transcode::new(encoding_rs::UTF_16LE, Box::new(FileNode::new(None, None, 0, Origin::Transcoded))))
+        }
         Decoder::Sniff => Box::new(FileNode::new(None, None, 0, Origin::Normal)),
     };
     let (size, rest) = chunk_size(data);

@@ -10,8 +10,8 @@ use crate::engine::{Ctx, Node, Res};
 use crate::text::TextOut;
 
 const INLINE: &[&[u8]] = &[
-    b"a", b"abbr", b"b", b"bdi", b"bdo", b"cite", b"code", b"data", b"dfn", b"em", b"font", b"i", b"kbd", b"mark",
-    b"q", b"s", b"samp", b"small", b"span", b"strong", b"sub", b"sup", b"time", b"u", b"var", b"wbr", b"ins", b"del",
+    b"a", b"abbr", b"b", b"bdi", b"bdo", b"cite", b"code", b"data", b"dfn", b"em", b"font", b"i", b"kbd", b"mark", b"q", b"s", b"samp",
+    b"small", b"span", b"strong", b"sub", b"sup", b"time", b"u", b"var", b"wbr", b"ins", b"del",
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -26,7 +26,10 @@ enum St {
     CData(u8),
     Skip,
     /// Inside `<!DOCTYPE`: `subset` inside `[...]`, `m` bytes of `<!ENTITY` matched so far.
-    Doctype { subset: bool, m: u8 },
+    Doctype {
+        subset: bool,
+        m: u8,
+    },
     Entity,
 }
 
@@ -71,7 +74,15 @@ fn entity(name: &[u8]) -> Option<char> {
 
 impl Markup {
     pub fn new(cx: &mut Ctx, depth: u32) -> Markup {
-        Markup { out: TextOut::new(cx, depth, true), st: St::Text, name: Vec::new(), bang: Vec::new(), ent: Vec::new(), buf: Vec::new(), cx_note_entities: false }
+        Markup {
+            out: TextOut::new(cx, depth, true),
+            st: St::Text,
+            name: Vec::new(),
+            bang: Vec::new(),
+            ent: Vec::new(),
+            buf: Vec::new(),
+            cx_note_entities: false,
+        }
     }
 
     fn boundary(&mut self, cx: &mut Ctx) -> Res {

@@ -17,7 +17,11 @@ enum St {
     Str,
     Esc,
     /// `\u` with `n` hex digits read into `acc`; `hi` is a pending high surrogate.
-    Uni { acc: u32, n: u8, hi: Option<u16> },
+    Uni {
+        acc: u32,
+        n: u8,
+        hi: Option<u16>,
+    },
     /// A high surrogate was read; a `\` must follow for a pair.
     Hi(u16),
     /// A high surrogate and a `\` were read; `u` must follow.

@@ -346,8 +346,7 @@ fn halt_verdict(h: &Halt) -> Verdict {
 }
 
 fn root_node(hints: BodyHints) -> Box<dyn Node> {
-    let node = FileNode::new(hints.file_name, hints.content_type, 0, Origin::Normal)
-        .with_encodings(hints.content_encoding.as_deref());
+    let node = FileNode::new(hints.file_name, hints.content_type, 0, Origin::Normal).with_encodings(hints.content_encoding.as_deref());
     Box::new(node)
 }
 
@@ -379,16 +378,10 @@ pub mod testing {
         }
         let all = Arc::new(Mutex::new(Vec::new()));
         let all2 = all.clone();
-        let factory: SinkFactory =
-            Box::new(move || Box::new(Collect { buf: Vec::new(), all: all2.clone() }) as Box<dyn TextSink>);
+        let factory: SinkFactory = Box::new(move || Box::new(Collect { buf: Vec::new(), all: all2.clone() }) as Box<dyn TextSink>);
         let results = Arc::new(Mutex::new(Vec::new()));
-        let mut insp = Inspection {
-            cx: Ctx::new(limits, factory),
-            root: Some(root_node(hints)),
-            halted: None,
-            rules: Ruleset::builtin(),
-            results,
-        };
+        let mut insp =
+            Inspection { cx: Ctx::new(limits, factory), root: Some(root_node(hints)), halted: None, rules: Ruleset::builtin(), results };
         insp.cx.exhaustive = true;
         for c in chunks {
             if let Step::Done(_) = insp.chunk(c) {

@@ -36,12 +36,9 @@ pub(crate) fn sniff_boundary(h: &[u8]) -> Option<Vec<u8>> {
     let rest = h.strip_prefix(b"--")?;
     let eol = memchr::memchr(b'\n', rest)?;
     let line = rest[..eol].strip_suffix(b"\r").unwrap_or(&rest[..eol]);
-    let ok = !line.is_empty()
-        && line.len() <= 200
-        && line.iter().all(|&c| c.is_ascii_alphanumeric() || b"'()+_,-./:=? ".contains(&c));
+    let ok = !line.is_empty() && line.len() <= 200 && line.iter().all(|&c| c.is_ascii_alphanumeric() || b"'()+_,-./:=? ".contains(&c));
     let after = rest[eol + 1..].to_ascii_lowercase();
-    let headers = memchr::memmem::find(&after, b"content-disposition:").is_some()
-        || after.starts_with(b"content-type:");
+    let headers = memchr::memmem::find(&after, b"content-disposition:").is_some() || after.starts_with(b"content-type:");
     (ok && headers).then(|| line.to_vec())
 }
 

@@ -9,9 +9,9 @@ use crate::engine::{Ctx, Node, Res};
 use crate::text::TextOut;
 
 const SKIP_DESTS: &[&[u8]] = &[
-    b"fonttbl", b"colortbl", b"stylesheet", b"info", b"pict", b"object", b"themedata", b"datastore",
-    b"latentstyles", b"listtable", b"listoverridetable", b"rsidtbl", b"xmlnstbl", b"generator", b"filetbl",
-    b"revtbl", b"colorschememapping", b"fontemb", b"mmathPr", b"wgrffmtfilter", b"pgdsctbl",
+    b"fonttbl", b"colortbl", b"stylesheet", b"info", b"pict", b"object", b"themedata", b"datastore", b"latentstyles", b"listtable",
+    b"listoverridetable", b"rsidtbl", b"xmlnstbl", b"generator", b"filetbl", b"revtbl", b"colorschememapping", b"fontemb", b"mmathPr",
+    b"wgrffmtfilter", b"pgdsctbl",
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq)]

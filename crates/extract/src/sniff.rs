@@ -78,11 +78,7 @@ impl FileNode {
     /// `Content-Encoding` header value, e.g. `gzip` or `gzip, br`.
     pub fn with_encodings(mut self, header: Option<&str>) -> FileNode {
         if let Some(h) = header {
-            self.encodings = h
-                .split(',')
-                .map(|s| s.trim().to_ascii_lowercase())
-                .filter(|s| !s.is_empty() && s != "identity")
-                .collect();
+            self.encodings = h.split(',').map(|s| s.trim().to_ascii_lowercase()).filter(|s| !s.is_empty() && s != "identity").collect();
         }
         self
     }
@@ -177,9 +173,7 @@ impl FileNode {
                     Some(("deflate", Box::new(Deflate::new(zlib, Self::boxed_or_discard(mk_child(self, cx))))))
                 }
                 "br" => Some(("brotli", Box::new(Brotli::new(Self::boxed_or_discard(mk_child(self, cx)))))),
-                "zstd" if head.starts_with(&ZSTD_MAGIC) => {
-                    Some(("zstd", Box::new(Zstd::new(Self::boxed_or_discard(mk_child(self, cx))))))
-                }
+                "zstd" if head.starts_with(&ZSTD_MAGIC) => Some(("zstd", Box::new(Zstd::new(Self::boxed_or_discard(mk_child(self, cx)))))),
                 _ => None,
             };
             if let Some((kind, node)) = node {
@@ -237,9 +231,7 @@ impl FileNode {
 
         // 3. Charset: BOM, declared charset, or UTF-16 structure.
         if self.origin != Origin::Transcoded {
-            let enc = bom_encoding(head)
-                .or_else(|| declared_charset(self.content_type.as_deref()))
-                .or_else(|| utf16_by_structure(head));
+            let enc = bom_encoding(head).or_else(|| declared_charset(self.content_type.as_deref())).or_else(|| utf16_by_structure(head));
             if let Some(enc) = enc
                 && enc != encoding_rs::UTF_8
             {
@@ -269,11 +261,8 @@ impl FileNode {
             return Box::new(crate::json::JsonNode::new(cx, self.depth));
         }
         if first == Some(b'<') && crate::html::looks_like_markup(body) {
-            self.kind = if ct.contains("html") || contains_ci(body, b"<html") || contains_ci(body, b"<!doctype html") {
-                "html"
-            } else {
-                "xml"
-            };
+            self.kind =
+                if ct.contains("html") || contains_ci(body, b"<html") || contains_ci(body, b"<!doctype html") { "html" } else { "xml" };
             return Box::new(crate::html::Markup::new(cx, self.depth));
         }
         if ct.starts_with("application/x-www-form-urlencoded") || crate::form::looks_like_form(body) {

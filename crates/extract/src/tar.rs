@@ -30,10 +30,20 @@ fn header_checksum_ok(b: &[u8]) -> bool {
 enum St {
     Header,
     /// Streaming a member's data; `pad` bytes of block padding follow.
-    Data { child: Box<dyn Node>, left: u64, pad: u64 },
+    Data {
+        child: Box<dyn Node>,
+        left: u64,
+        pad: u64,
+    },
     /// Collecting a long name or pax header of `left` bytes.
-    Meta { pax: bool, left: u64, pad: u64 },
-    Skip { left: u64 },
+    Meta {
+        pax: bool,
+        left: u64,
+        pad: u64,
+    },
+    Skip {
+        left: u64,
+    },
     End,
 }
 

@@ -226,12 +226,7 @@ fn is_b64(c: u8) -> bool {
 #[inline(always)]
 fn block_masks(block: &[u8; 64]) -> (u64, u64) {
     let b = Block64::load(block);
-    let alphabet = b.or_each(0x20).in_range(b'a', b'z')
-        | b.in_range(b'0', b'9')
-        | b.eq(b'+')
-        | b.eq(b'-')
-        | b.eq(b'/')
-        | b.eq(b'_');
+    let alphabet = b.or_each(0x20).in_range(b'a', b'z') | b.in_range(b'0', b'9') | b.eq(b'+') | b.eq(b'-') | b.eq(b'/') | b.eq(b'_');
     (alphabet.bits(), b.eq(b'=').bits())
 }
 

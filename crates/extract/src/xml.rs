@@ -157,9 +157,7 @@ pub(crate) fn extract<R: Read>(cx: &mut Ctx, input: R, mode: Mode, out: &mut Tex
             }
             Ok(Event::DocType(d)) => {
                 if memchr::memmem::find(&d, b"<!ENTITY").is_some() {
-                    cx.soft_unscannable(format!(
-                        "{what}: XML declares DTD entities (entity-expansion bomb shape; not expanded)"
-                    ));
+                    cx.soft_unscannable(format!("{what}: XML declares DTD entities (entity-expansion bomb shape; not expanded)"));
                     break em.flush(cx);
                 }
                 Ok(())

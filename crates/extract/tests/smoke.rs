@@ -129,7 +129,8 @@ fn a_stopped_upload_reports_the_part_of_each_file_it_saw() {
     let mut body = Vec::new();
     for (name, content) in [("notes.txt", &notes), ("cards.csv", &cards)] {
         body.extend_from_slice(
-            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"f\"; filename=\"{name}\"\r\nContent-Type: text/plain\r\n\r\n").as_bytes(),
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"f\"; filename=\"{name}\"\r\nContent-Type: text/plain\r\n\r\n")
+                .as_bytes(),
         );
         body.extend_from_slice(content);
         body.extend_from_slice(b"\r\n");
@@ -181,7 +182,12 @@ fn a_content_coding_is_not_listed_but_a_gz_file_is() {
     let mut br = Vec::new();
     brotli::BrotliCompress(&mut gz.as_slice(), &mut br, &Default::default()).unwrap();
     let r = report_of(BodyHints { content_encoding: Some("gzip, br".into()), ..Default::default() }, &br);
-    assert_eq!(r.files.iter().map(|f| (f.sha256.as_str(), f.kind.as_str())).collect::<Vec<_>>(), [(sha(&text).as_str(), "text")], "{:?}", r.files);
+    assert_eq!(
+        r.files.iter().map(|f| (f.sha256.as_str(), f.kind.as_str())).collect::<Vec<_>>(),
+        [(sha(&text).as_str(), "text")],
+        "{:?}",
+        r.files
+    );
 
     let r = report_of(BodyHints { file_name: Some("figures.txt.gz".into()), ..Default::default() }, &gz);
     let listed: Vec<_> = r.files.iter().map(|f| (f.name.as_deref(), f.kind.as_str(), f.sha256.as_str())).collect();

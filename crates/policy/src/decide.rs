@@ -313,11 +313,7 @@ impl Policy {
         let mut sim: Option<(Arc<str>, Action)> = None;
         let finish = |action: Action, rule: Option<Arc<str>>, exception: Option<ExceptionInfo>, sim: Option<(Arc<str>, Action)>| {
             // A decision made through an exception or beside a simulation must be recorded.
-            let action = if action == Action::Allow && (exception.is_some() || sim.is_some()) {
-                Action::Log
-            } else {
-                action
-            };
+            let action = if action == Action::Allow && (exception.is_some() || sim.is_some()) { Action::Log } else { action };
             Decision {
                 action,
                 rule,
@@ -365,11 +361,7 @@ impl Policy {
                 sim.get_or_insert((rule.id.clone(), action));
                 continue;
             }
-            if action == Action::Block
-                && facts.stage == Stage::Connect
-                && facts.flow.activity.is_none()
-                && rule.stages.is_empty()
-            {
+            if action == Action::Block && facts.stage == Stage::Connect && facts.flow.activity.is_none() && rule.stages.is_empty() {
                 // The tunnel can be intercepted: block the requests inside it, where the user
                 // gets a block page naming the rule, instead of a bare 403 to the CONNECT.
                 return finish(Action::Inspect, Some(rule.id.clone()), exception, sim);

@@ -76,14 +76,7 @@ impl Engine {
     }
 
     /// Decide for a classified flow at a stage. `body` only matters at [`Stage::Body`].
-    pub fn decide(
-        &self,
-        who: Option<&Identity>,
-        flow: &Flow,
-        stage: Stage,
-        body: BodyFacts<'_>,
-        now: SystemTime,
-    ) -> Decision {
+    pub fn decide(&self, who: Option<&Identity>, flow: &Flow, stage: Stage, body: BodyFacts<'_>, now: SystemTime) -> Decision {
         let facts = Facts {
             user: who.map(|i| &*i.user),
             groups: who.map_or(&[], |i| &i.groups[..]),

@@ -239,8 +239,7 @@ impl Policy {
 
     /// Load a policy file. On error nothing is loaded.
     pub fn load(path: &Path) -> Result<Policy, LoadError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| LoadError::Io { path: path.display().to_string(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| LoadError::Io { path: path.display().to_string(), source })?;
         Policy::parse(&path.display().to_string(), &text)
     }
 
@@ -354,11 +353,12 @@ impl Policy {
             }
         }
         // A rule after a catch-all that nothing can waive never applies.
-        if let Some(all) = self.rules.iter().find(|r| {
-            !r.simulate && r.is_catch_all() && !self.exceptions.iter().any(|e| e.covers(r))
-        }) {
+        if let Some(all) = self.rules.iter().find(|r| !r.simulate && r.is_catch_all() && !self.exceptions.iter().any(|e| e.covers(r))) {
             for r in self.rules.iter().filter(|r| r.line > all.line) {
-                out.push(p(r.line, format!("rule {:?} is never reached: rule {:?} (line {}) matches everything", &*r.id, &*all.id, all.line)));
+                out.push(p(
+                    r.line,
+                    format!("rule {:?} is never reached: rule {:?} (line {}) matches everything", &*r.id, &*all.id, all.line),
+                ));
             }
         }
         for e in &self.exceptions {
@@ -367,7 +367,10 @@ impl Policy {
                 out.push(p(e.line, format!("exception {:?} (approved by {}) expired at {}", &*e.id, e.approver, e.expires_text)));
             }
             if !self.rules.iter().any(|r| e.covers(r) && overlaps(r, e, catalog)) {
-                out.push(p(e.line, format!("exception {:?} waives nothing: no block rule it covers applies to its apps or categories", &*e.id)));
+                out.push(p(
+                    e.line,
+                    format!("exception {:?} waives nothing: no block rule it covers applies to its apps or categories", &*e.id),
+                ));
             }
         }
         let mut vendors: Vec<_> = self.tenant_headers.iter().collect();
@@ -398,15 +401,10 @@ fn overlaps(r: &Rule, e: &Exception, catalog: &Catalog) -> bool {
         return true;
     }
     let category_of = |app: &str| catalog.app(app).map(|a| a.category.clone());
-    let e_categories: Vec<String> = e
-        .categories
-        .iter()
-        .map(|c| c.name.clone())
-        .chain(e.apps.iter().filter_map(|a| category_of(&a.name)))
-        .collect();
-    let app_ok = |app: &str| {
-        e.apps.iter().any(|a| a.name == app) || category_of(app).is_some_and(|c| e.categories.iter().any(|x| x.name == c))
-    };
+    let e_categories: Vec<String> =
+        e.categories.iter().map(|c| c.name.clone()).chain(e.apps.iter().filter_map(|a| category_of(&a.name))).collect();
+    let app_ok =
+        |app: &str| e.apps.iter().any(|a| a.name == app) || category_of(app).is_some_and(|c| e.categories.iter().any(|x| x.name == c));
     // A rule's app and category lists are both conditions (AND).
     let apps_ok = r.apps.is_empty() || r.apps.iter().any(|a| app_ok(&a.name));
     let cats_ok = r.categories.is_empty() || r.categories.iter().any(|c| e_categories.contains(&c.name));

@@ -121,15 +121,13 @@ impl Users {
 
     /// Load a users file. On error nothing is loaded.
     pub fn load(path: &Path) -> Result<Users, LoadError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| LoadError::Io { path: path.display().to_string(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| LoadError::Io { path: path.display().to_string(), source })?;
         Users::parse(&path.display().to_string(), &text)
     }
 
     /// Parse a users file; `file` names it in problems.
     pub fn parse(file: &str, text: &str) -> Result<Users, LoadError> {
-        let raw: RawUsers =
-            toml::from_str(text).map_err(|e| LoadError::Invalid(Problems(vec![toml_problem(file, text, &e)])))?;
+        let raw: RawUsers = toml::from_str(text).map_err(|e| LoadError::Invalid(Problems(vec![toml_problem(file, text, &e)])))?;
         let mut problems = Vec::new();
         let mut p = |line, message: String| problems.push(Problem { file: file.to_owned(), line, message });
         let mut users = Users::empty();
@@ -160,8 +158,7 @@ impl Users {
                     continue;
                 }
             };
-            let mut groups: Vec<String> =
-                users.accounts.get(&a.user).map(|acc| acc.identity.groups.to_vec()).unwrap_or_default();
+            let mut groups: Vec<String> = users.accounts.get(&a.user).map(|acc| acc.identity.groups.to_vec()).unwrap_or_default();
             for g in a.groups {
                 if !groups.contains(&g) {
                     groups.push(g);
@@ -263,8 +260,5 @@ impl Users {
 pub fn hash_password(password: &str) -> Result<String, String> {
     let salt_bytes: [u8; 16] = rand::random();
     let salt = SaltString::encode_b64(&salt_bytes).map_err(|e| e.to_string())?;
-    argon2::Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| e.to_string())
+    argon2::Argon2::default().hash_password(password.as_bytes(), &salt).map(|h| h.to_string()).map_err(|e| e.to_string())
 }

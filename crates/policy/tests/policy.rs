@@ -370,11 +370,15 @@ fn broken_files_name_line_and_problem() {
     assert_eq!(p[0].0, 4, "{p:?}");
     assert!(p[0].1.contains("colour"), "{p:?}");
 
-    let p = problems("[[rule]]\nid = \"a\"\naction = \"block\"\n\n[[exception]]\nid = \"e\"\nusers = [\"x\"]\napps = [\"gmail\"]\napprover = \"h\"\nreason = \"r\"\nexpires = \"next year\"\n");
+    let p = problems(
+        "[[rule]]\nid = \"a\"\naction = \"block\"\n\n[[exception]]\nid = \"e\"\nusers = [\"x\"]\napps = [\"gmail\"]\napprover = \"h\"\nreason = \"r\"\nexpires = \"next year\"\n",
+    );
     assert_eq!(p[0].0, 11, "{p:?}");
     assert!(p[0].1.contains("expires"), "{p:?}");
 
-    let p = problems("[[exception]]\nid = \"e\"\napps = [\"gmail\"]\napprover = \"h\"\nreason = \"r\"\nexpires = 2027-01-01\nrules = [\"nope\"]\n");
+    let p = problems(
+        "[[exception]]\nid = \"e\"\napps = [\"gmail\"]\napprover = \"h\"\nreason = \"r\"\nexpires = 2027-01-01\nrules = [\"nope\"]\n",
+    );
     assert!(p.iter().any(|(l, m)| *l == 1 && m.contains("users or groups")), "{p:?}");
     assert!(p.iter().any(|(l, m)| *l == 7 && m.contains("no rule with id \"nope\"")), "{p:?}");
 
@@ -429,10 +433,10 @@ X-Foo = "1"
 
 #[test]
 fn tenant_headers_for_vendor_flows() {
-    let t = T::with(
-        "[tenant-restrictions.microsoft]\nRestrict-Access-To-Tenants = \"example.gov.hk\"\nRestrict-Access-Context = \"abc\"\n",
-    );
-    let flow = t.engine.classify(&FlowHead { host: "login.microsoftonline.com", method: Some("GET"), path: Some("/"), ..Default::default() });
+    let t =
+        T::with("[tenant-restrictions.microsoft]\nRestrict-Access-To-Tenants = \"example.gov.hk\"\nRestrict-Access-Context = \"abc\"\n");
+    let flow =
+        t.engine.classify(&FlowHead { host: "login.microsoftonline.com", method: Some("GET"), path: Some("/"), ..Default::default() });
     let h = t.engine.tenant_headers(&flow);
     assert_eq!(h.len(), 2);
     assert!(h.iter().any(|(n, v)| n == "Restrict-Access-To-Tenants" && v == "example.gov.hk"));

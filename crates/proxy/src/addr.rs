@@ -125,9 +125,8 @@ impl Resolver {
             }
             return Ok(vec![SocketAddr::new(ip, port)]);
         }
-        let found = tokio::net::lookup_host((name.as_str(), port))
-            .await
-            .map_err(|source| ResolveError::Dns { host: host.to_string(), source })?;
+        let found =
+            tokio::net::lookup_host((name.as_str(), port)).await.map_err(|source| ResolveError::Dns { host: host.to_string(), source })?;
         let mut ok = Vec::new();
         let mut last_reason = None;
         for addr in found {
@@ -138,10 +137,9 @@ impl Resolver {
         }
         match (ok.is_empty(), last_reason) {
             (true, Some(reason)) => Err(ResolveError::AllForbidden { host: host.to_string(), reason }),
-            (true, None) => Err(ResolveError::Dns {
-                host: host.to_string(),
-                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no addresses"),
-            }),
+            (true, None) => {
+                Err(ResolveError::Dns { host: host.to_string(), source: std::io::Error::new(std::io::ErrorKind::NotFound, "no addresses") })
+            }
             (false, _) => Ok(ok),
         }
     }
@@ -163,9 +161,8 @@ mod tests {
     #[test]
     fn ssrf_table() {
         for s in [
-            "127.0.0.1", "127.9.9.9", "0.0.0.0", "169.254.169.254", "169.254.1.1", "::1", "::",
-            "fd00:ec2::254", "fe80::1", "fc00::1", "fdff::1", "::ffff:127.0.0.1", "::ffff:169.254.169.254",
-            "64:ff9b::7f00:1", "224.0.0.1", "255.255.255.255", "100.100.100.200",
+            "127.0.0.1", "127.9.9.9", "0.0.0.0", "169.254.169.254", "169.254.1.1", "::1", "::", "fd00:ec2::254", "fe80::1", "fc00::1",
+            "fdff::1", "::ffff:127.0.0.1", "::ffff:169.254.169.254", "64:ff9b::7f00:1", "224.0.0.1", "255.255.255.255", "100.100.100.200",
         ] {
             assert!(bad(s), "{s} must be refused");
         }

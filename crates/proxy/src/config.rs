@@ -115,9 +115,7 @@ impl Default for ProxyConfig {
 /// A configuration that must not run.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error(
-        "listening on {0} (not loopback) needs `allow_clients` (client CIDRs); refusing to run an open proxy"
-    )]
+    #[error("listening on {0} (not loopback) needs `allow_clients` (client CIDRs); refusing to run an open proxy")]
     OpenProxy(SocketAddr),
     #[error("limit `{0}` must be greater than zero")]
     ZeroLimit(&'static str),

@@ -28,8 +28,8 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 
 use crate::forward::{Meta, RecordCtx, Tunnel, authenticate, block_response, upstream_error_page};
-use crate::hooks::{Action, Blocked, ConnectDecision, OpaqueDecision, Stage};
 use crate::framing::{Conflicts, Tracker, Watched};
+use crate::hooks::{Action, Blocked, ConnectDecision, OpaqueDecision, Stage};
 use crate::io::Prefixed;
 use crate::pages::{Page, render, wants_json};
 use crate::upstream::UpstreamError;

@@ -182,13 +182,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
         }
         headers.remove(&name);
     }
-    for name in [
-        header::PROXY_AUTHORIZATION,
-        header::PROXY_AUTHENTICATE,
-        header::TE,
-        header::TRAILER,
-        header::TRANSFER_ENCODING,
-    ] {
+    for name in [header::PROXY_AUTHORIZATION, header::PROXY_AUTHENTICATE, header::TE, header::TRAILER, header::TRANSFER_ENCODING] {
         headers.remove(name);
     }
     headers.remove("proxy-connection");
@@ -380,7 +374,12 @@ pub(crate) fn upstream_failure(e: &hyper_util::client::legacy::Error, host: &str
         if let Some(InspectError::Client(inner)) = err.downcast_ref::<InspectError>() {
             let detail = inner.to_string();
             return render(
-                &Page::error(StatusCode::BAD_REQUEST, "Bad request", "The request body was malformed or cut short; it was not forwarded.", Some(&detail)),
+                &Page::error(
+                    StatusCode::BAD_REQUEST,
+                    "Bad request",
+                    "The request body was malformed or cut short; it was not forwarded.",
+                    Some(&detail),
+                ),
                 json,
             );
         }
@@ -391,7 +390,10 @@ pub(crate) fn upstream_failure(e: &hyper_util::client::legacy::Error, host: &str
         None => {
             let detail = format!("{host}: {}", error_chain(e));
             tracing::info!("upstream failure: {detail}");
-            render(&Page::error(StatusCode::BAD_GATEWAY, "Bad gateway", "The destination server did not answer properly.", Some(&detail)), json)
+            render(
+                &Page::error(StatusCode::BAD_GATEWAY, "Bad gateway", "The destination server did not answer properly.", Some(&detail)),
+                json,
+            )
         }
     }
 }
@@ -414,9 +416,7 @@ pub(crate) fn upstream_error_page(u: &UpstreamError, json: bool) -> Response<Pro
             "Untrusted destination certificate",
             "The destination server presented a certificate that failed verification, so the gateway did not connect. The reason is below.",
         ),
-        UpstreamError::Timeout { .. } => {
-            (StatusCode::GATEWAY_TIMEOUT, "Gateway timeout", "The destination server did not answer in time.")
-        }
+        UpstreamError::Timeout { .. } => (StatusCode::GATEWAY_TIMEOUT, "Gateway timeout", "The destination server did not answer in time."),
         _ => (StatusCode::BAD_GATEWAY, "Bad gateway", "The gateway could not connect to the destination server."),
     };
     tracing::info!(status = status.as_u16(), "upstream: {detail}");

@@ -107,11 +107,9 @@ impl RequestDecision {
 impl std::fmt::Debug for RequestDecision {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            RequestDecision::Forward { inspector, add_headers } => f
-                .debug_struct("Forward")
-                .field("inspector", &inspector.is_some())
-                .field("add_headers", add_headers)
-                .finish(),
+            RequestDecision::Forward { inspector, add_headers } => {
+                f.debug_struct("Forward").field("inspector", &inspector.is_some()).field("add_headers", add_headers).finish()
+            }
             RequestDecision::Block(b) => f.debug_tuple("Block").field(b).finish(),
         }
     }
@@ -260,12 +258,8 @@ pub struct LogRecorder;
 
 impl Recorder for LogRecorder {
     fn record(&self, r: TransferRecord) -> RecordFuture<'_> {
-        let evidence: Vec<String> = r
-            .detail
-            .evidence
-            .iter()
-            .map(|e| format!("{}x{} [{}]", e.detector, e.count, e.samples.join(", ")))
-            .collect();
+        let evidence: Vec<String> =
+            r.detail.evidence.iter().map(|e| format!("{}x{} [{}]", e.detector, e.count, e.samples.join(", "))).collect();
         match r.action {
             Action::Block => tracing::warn!(
                 incident = %r.id, client = %r.client, user = r.identity.user.as_deref().unwrap_or("-"),
@@ -307,8 +301,7 @@ pub trait Gate: Send + Sync + 'static {
         let _ = (host, port, client, identity, prefix);
         OpaqueDecision::Block(Blocked {
             rule: "opaque-tunnel".into(),
-            reason: "The connection carried a protocol other than TLS through an HTTPS tunnel; it cannot be inspected."
-                .into(),
+            reason: "The connection carried a protocol other than TLS through an HTTPS tunnel; it cannot be inspected.".into(),
             ..Blocked::default()
         })
     }

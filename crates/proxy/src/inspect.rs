@@ -20,7 +20,7 @@ use http_body::{Body, Frame, SizeHint};
 use tokio::sync::oneshot;
 
 use crate::BoxError;
-use crate::hooks::{BodyInspector, Blocked, ChunkVerdict, FinalVerdict};
+use crate::hooks::{Blocked, BodyInspector, ChunkVerdict, FinalVerdict};
 
 /// Why an inspected body stopped with an error.
 #[derive(Debug, thiserror::Error)]

@@ -42,10 +42,7 @@ macro_rules! delegate_async_write {
             fn poll_flush(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
                 std::pin::Pin::new(&mut self.get_mut().inner).poll_flush(cx)
             }
-            fn poll_shutdown(
-                self: std::pin::Pin<&mut Self>,
-                cx: &mut std::task::Context<'_>,
-            ) -> std::task::Poll<std::io::Result<()>> {
+            fn poll_shutdown(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
                 std::pin::Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
             }
         }

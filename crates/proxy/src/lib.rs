@@ -56,8 +56,8 @@ use tokio::sync::Semaphore;
 
 pub use config::{ConfigError, Limits, ProxyConfig, ResolveOverride};
 pub use hooks::{
-    Action, Auth, BodyInspector, Blocked, ChunkVerdict, ConnectDecision, Evidence, FileRecord, FinalVerdict, Gate,
-    Identity, LogRecorder, OpaqueDecision, RecordFuture, Recorder, RequestDecision, RequestHead, Stage, TransferRecord,
+    Action, Auth, Blocked, BodyInspector, ChunkVerdict, ConnectDecision, Evidence, FileRecord, FinalVerdict, Gate, Identity, LogRecorder,
+    OpaqueDecision, RecordFuture, Recorder, RequestDecision, RequestHead, Stage, TransferRecord,
 };
 
 /// Boxed error used in bodies.
@@ -104,7 +104,12 @@ pub struct Proxy {
 
 impl Proxy {
     /// Validate the config and bind the listener.
-    pub async fn bind(cfg: ProxyConfig, leaves: Arc<LeafCache>, gate: Arc<dyn Gate>, recorder: Arc<dyn Recorder>) -> Result<Proxy, ProxyError> {
+    pub async fn bind(
+        cfg: ProxyConfig,
+        leaves: Arc<LeafCache>,
+        gate: Arc<dyn Gate>,
+        recorder: Arc<dyn Recorder>,
+    ) -> Result<Proxy, ProxyError> {
         cfg.validate()?;
         let listener = TcpListener::bind(cfg.listen).await.map_err(|source| ProxyError::Bind { addr: cfg.listen, source })?;
         let addr = listener.local_addr().map_err(|source| ProxyError::Bind { addr: cfg.listen, source })?;
@@ -168,9 +173,7 @@ async fn serve_client(ctx: ConnCtx, tcp: tokio::net::TcpStream) {
         forward::plain(svc_ctx.clone(), req, conflicts.contains(i))
     });
     let mut b = hyper::server::conn::http1::Builder::new();
-    b.timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(limits.max_header_bytes.max(8192));
+    b.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout).max_buf_size(limits.max_header_bytes.max(8192));
     let conn = b.serve_connection(io, svc).with_upgrades();
     tokio::select! {
         r = conn => if let Err(e) = r { tracing::debug!(client = %ctx.client, "client connection: {e}") },

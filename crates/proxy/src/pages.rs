@@ -55,13 +55,8 @@ impl<'a> Page<'a> {
 
 /// Whether the client prefers JSON (`Accept` names JSON and does not prefer HTML).
 pub fn wants_json(headers: &HeaderMap) -> bool {
-    let accept = headers
-        .get_all(http::header::ACCEPT)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .collect::<Vec<_>>()
-        .join(",")
-        .to_ascii_lowercase();
+    let accept =
+        headers.get_all(http::header::ACCEPT).iter().filter_map(|v| v.to_str().ok()).collect::<Vec<_>>().join(",").to_ascii_lowercase();
     match (accept.find("json"), accept.find("text/html")) {
         (Some(j), Some(h)) => j < h,
         (Some(_), None) => true,
@@ -121,12 +116,7 @@ fn html(p: &Page<'_>) -> String {
         // Inspection stops once the verdict is a block, so counts cover the content up to there.
         s.push_str("<p>What was found up to the point the upload was stopped (values masked):</p>\n<table><tr><th>Detector</th><th>Count</th><th>Examples</th></tr>\n");
         for e in p.evidence {
-            s.push_str(&format!(
-                "<tr><td>{}</td><td>{}</td><td>{}</td></tr>\n",
-                esc(&e.detector),
-                e.count,
-                esc(&e.samples.join(", "))
-            ));
+            s.push_str(&format!("<tr><td>{}</td><td>{}</td><td>{}</td></tr>\n", esc(&e.detector), e.count, esc(&e.samples.join(", "))));
         }
         s.push_str("</table>\n");
     }
@@ -162,7 +152,12 @@ mod tests {
         let b = Blocked {
             rule: "dlp-default".into(),
             reason: "The upload contains a <payment card> number.".into(),
-            evidence: vec![Evidence { detector: "payment-card".into(), count: 1, samples: vec!["4111********1111".into()], value_hmacs: vec![] }],
+            evidence: vec![Evidence {
+                detector: "payment-card".into(),
+                count: 1,
+                samples: vec!["4111********1111".into()],
+                value_hmacs: vec![],
+            }],
             ..Default::default()
         };
         let p = Page::blocked("abc123", &b);

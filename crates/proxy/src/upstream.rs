@@ -73,9 +73,7 @@ impl CertProblem {
         match e {
             CertificateError::Expired | CertificateError::ExpiredContext { .. } => CertProblem::Expired,
             CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => CertProblem::NotYetValid,
-            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
-                CertProblem::WrongName
-            }
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => CertProblem::WrongName,
             CertificateError::UnknownIssuer => CertProblem::UnknownIssuer,
             CertificateError::Revoked => CertProblem::Revoked,
             other => CertProblem::Other(format!("{other:?}")),
@@ -193,9 +191,7 @@ impl Connector {
 fn classify_tls_error(host: String, e: io::Error) -> UpstreamError {
     let rustls_err = e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>());
     match rustls_err {
-        Some(rustls::Error::InvalidCertificate(ce)) => {
-            UpstreamError::Certificate { host, problem: CertProblem::from_rustls(ce) }
-        }
+        Some(rustls::Error::InvalidCertificate(ce)) => UpstreamError::Certificate { host, problem: CertProblem::from_rustls(ce) },
         _ => UpstreamError::Tls { host, source: e },
     }
 }

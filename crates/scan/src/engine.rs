@@ -96,10 +96,7 @@ pub struct Scanner {
 
 impl std::fmt::Debug for Scanner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Scanner")
-            .field("bytes_scanned", &self.scanned)
-            .field("buffered", &self.carry.len())
-            .finish_non_exhaustive()
+        f.debug_struct("Scanner").field("bytes_scanned", &self.scanned).field("buffered", &self.carry.len()).finish_non_exhaustive()
     }
 }
 
@@ -267,11 +264,8 @@ impl Scanner {
         for (di, d) in rules.detectors.iter().enumerate() {
             let from = (self.next_from[di].saturating_sub(base) as usize).min(end);
             let horizon = if last { usize::MAX } else { end.saturating_sub(d.max_len + 1 + d.context_within()) };
-            let pos = if d.regex.is_some() {
-                self.run_regex(di, d, buf, from, horizon)
-            } else {
-                self.run_keywords(di, d, buf, from, horizon)
-            };
+            let pos =
+                if d.regex.is_some() { self.run_regex(di, d, buf, from, horizon) } else { self.run_keywords(di, d, buf, from, horizon) };
             let next = if last { end } else { pos.max(horizon).min(end) };
             self.next_from[di] = base + next as u64;
         }
@@ -300,11 +294,7 @@ impl Scanner {
                         continue;
                     }
                     let d = &rules.detectors[o.det];
-                    let w = if d.regex.is_none() {
-                        (s, e)
-                    } else {
-                        (e.saturating_sub(d.max_len), (s + d.max_len).min(end))
-                    };
+                    let w = if d.regex.is_none() { (s, e) } else { (e.saturating_sub(d.max_len), (s + d.max_len).min(end)) };
                     scratch[o.det].push(w);
                 }
             });
@@ -435,15 +425,9 @@ impl Scanner {
         let st = &self.states[di];
         let want_hmac = st.count < DISTINCT_WINDOW && st.hmacs.len() < MAX_OFFSETS;
         let want_sample = st.count < DISTINCT_WINDOW && st.samples.len() < MAX_SAMPLES;
-        let need_canonical = !d.exclude_values.is_empty()
-            || !d.exclude_patterns.is_empty()
-            || want_sample
-            || (want_hmac && self.hmac_key.is_some());
-        let canonical = if need_canonical {
-            d.validator.map_or_else(|| value.to_vec(), |v| v.canonical(value))
-        } else {
-            Vec::new()
-        };
+        let need_canonical =
+            !d.exclude_values.is_empty() || !d.exclude_patterns.is_empty() || want_sample || (want_hmac && self.hmac_key.is_some());
+        let canonical = if need_canonical { d.validator.map_or_else(|| value.to_vec(), |v| v.canonical(value)) } else { Vec::new() };
         if d.exclude_values.iter().any(|x| x.as_slice() == value || *x == canonical)
             || d.exclude_patterns.iter().any(|p| p.is_match(value) || p.is_match(&canonical))
         {

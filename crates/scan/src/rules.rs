@@ -365,8 +365,7 @@ fn extract_prefixes(hir: &regex_syntax::hir::Hir) -> Option<Vec<Vec<u8>>> {
     ex.kind(ExtractKind::Prefix).limit_class(4).limit_total(MAX_EXTRACTED_LITERALS * 4);
     let seq = ex.extract(hir);
     let lits = seq.literals()?;
-    if lits.is_empty() || lits.len() > MAX_EXTRACTED_LITERALS || lits.iter().any(|l| l.len() < 3)
-    {
+    if lits.is_empty() || lits.len() > MAX_EXTRACTED_LITERALS || lits.iter().any(|l| l.len() < 3) {
         return None;
     }
     Some(lits.iter().map(|l| l.as_bytes().to_vec()).collect())
@@ -393,9 +392,7 @@ impl Compiling<'_> {
         let raw = raw.into_inner();
         let id = raw.id.get_ref().clone();
         let id_span = raw.id.span();
-        if id.is_empty()
-            || !id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
-        {
+        if id.is_empty() || !id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_') {
             return Err(self.err(id_span, &id, "id must be lowercase letters, digits, '-' or '_'"));
         }
         let severity = match raw.severity.get_ref().as_str() {
@@ -404,11 +401,7 @@ impl Compiling<'_> {
             "high" => Severity::High,
             "critical" => Severity::Critical,
             other => {
-                return Err(self.err(
-                    raw.severity.span(),
-                    &id,
-                    format!("unknown severity `{other}` (low, medium, high, critical)"),
-                ));
+                return Err(self.err(raw.severity.span(), &id, format!("unknown severity `{other}` (low, medium, high, critical)")));
             }
         };
         let confidence = match &raw.confidence {
@@ -418,11 +411,7 @@ impl Compiling<'_> {
                 "medium" => Confidence::Medium,
                 "high" => Confidence::High,
                 other => {
-                    return Err(self.err(
-                        c.span(),
-                        &id,
-                        format!("unknown confidence `{other}` (low, medium, high)"),
-                    ));
+                    return Err(self.err(c.span(), &id, format!("unknown confidence `{other}` (low, medium, high)")));
                 }
             },
         };
@@ -430,11 +419,7 @@ impl Compiling<'_> {
             None => None,
             Some(v) => Some(Validator::from_name(v.get_ref()).ok_or_else(|| {
                 let names: Vec<&str> = Validator::ALL.iter().map(|(n, _)| *n).collect();
-                self.err(
-                    v.span(),
-                    &id,
-                    format!("unknown validator `{}` (one of: {})", v.get_ref(), names.join(", ")),
-                )
+                self.err(v.span(), &id, format!("unknown validator `{}` (one of: {})", v.get_ref(), names.join(", ")))
             })?),
         };
         let min_count = match &raw.min_count {
@@ -456,8 +441,7 @@ impl Compiling<'_> {
         let mut match_bytes = None;
         if let Some(pattern) = &raw.regex {
             let span = pattern.span();
-            let hir = analyse(pattern.get_ref(), raw.case_insensitive)
-                .map_err(|m| self.err(span.clone(), &id, m))?;
+            let hir = analyse(pattern.get_ref(), raw.case_insensitive).map_err(|m| self.err(span.clone(), &id, m))?;
             match_bytes = Some(ByteSet::consumed_by(&hir)).filter(|b| !b.is_full());
             let props = hir.properties();
             if props.minimum_len() == Some(0) {
@@ -482,21 +466,18 @@ impl Compiling<'_> {
             let prefilter = raw.min_digit_run.is_none();
             regex = Some(compile_regex(pattern.get_ref(), raw.case_insensitive, prefilter).map_err(|m| self.err(span.clone(), &id, m))?);
             if literals.is_empty()
-                && let Some(prefixes) = extract_prefixes(&hir) {
-                    literals = prefixes;
-                    trigger = Trigger::Literals;
-                }
+                && let Some(prefixes) = extract_prefixes(&hir)
+            {
+                literals = prefixes;
+                trigger = Trigger::Literals;
+            }
         }
         if let Some(n) = &raw.min_digit_run {
             if !(1..=64).contains(n.get_ref()) {
                 return Err(self.err(n.span(), &id, "min_digit_run must be between 1 and 64"));
             }
             if !raw.keywords.is_empty() || regex.is_none() {
-                return Err(self.err(
-                    n.span(),
-                    &id,
-                    "min_digit_run applies to a regex-only detector (no keywords)",
-                ));
+                return Err(self.err(n.span(), &id, "min_digit_run applies to a regex-only detector (no keywords)"));
             }
             let run = *n.get_ref() as usize;
             let total = match &raw.min_digits {
@@ -526,11 +507,7 @@ impl Compiling<'_> {
                     return Err(self.err(span, &id, "context.keywords must be non-empty strings"));
                 }
                 if !(1..=MAX_CONTEXT_WITHIN as i64).contains(&c.within) {
-                    return Err(self.err(
-                        span,
-                        &id,
-                        format!("context.within must be between 1 and {MAX_CONTEXT_WITHIN}"),
-                    ));
+                    return Err(self.err(span, &id, format!("context.within must be between 1 and {MAX_CONTEXT_WITHIN}")));
                 }
                 Some(Context { keywords: c.keywords, within: c.within as usize, required: c.required })
             }
@@ -553,9 +530,7 @@ impl Compiling<'_> {
         let mut exclude_patterns = Vec::new();
         for p in &exclude.patterns {
             let anchored = format!("^(?:{})$", p.get_ref());
-            exclude_patterns.push(
-                compile_regex(&anchored, false, true).map_err(|m| self.err(p.span(), &id, format!("exclude: {m}")))?,
-            );
+            exclude_patterns.push(compile_regex(&anchored, false, true).map_err(|m| self.err(p.span(), &id, format!("exclude: {m}")))?);
         }
         let examples = raw.examples.unwrap_or_default();
         let detector = Detector {
@@ -586,11 +561,7 @@ impl Compiling<'_> {
 }
 
 fn syntax_error(file: &str, src: &str, e: &toml::de::Error) -> RuleError {
-    RuleError::Syntax {
-        file: file.to_string(),
-        line: e.span().map_or(1, |s| line_of(src, s.start)),
-        message: one_line(e.message()),
-    }
+    RuleError::Syntax { file: file.to_string(), line: e.span().map_or(1, |s| line_of(src, s.start)), message: one_line(e.message()) }
 }
 
 impl Ruleset {
@@ -599,10 +570,7 @@ impl Ruleset {
         static BUILTIN: OnceLock<Arc<Ruleset>> = OnceLock::new();
         BUILTIN
             .get_or_init(|| {
-                let sources: Vec<(String, String)> = BUILTIN_SOURCES
-                    .iter()
-                    .map(|(n, s)| ((*n).to_string(), (*s).to_string()))
-                    .collect();
+                let sources: Vec<(String, String)> = BUILTIN_SOURCES.iter().map(|(n, s)| ((*n).to_string(), (*s).to_string())).collect();
                 // The embedded files are compiled and example-tested by this crate's tests; a
                 // failure here is a build defect, not a runtime condition.
                 #[allow(clippy::expect_used)]
@@ -705,11 +673,7 @@ impl Ruleset {
             // ~1.5 KiB of memory per name, once per ruleset. Past DFA_MAX_PATTERNS, or if the DFA
             // cannot be built, the crate chooses.
             let build = |kind| {
-                AhoCorasickBuilder::new()
-                    .match_kind(MatchKind::LeftmostLongest)
-                    .ascii_case_insensitive(ci)
-                    .kind(kind)
-                    .build(&patterns)
+                AhoCorasickBuilder::new().match_kind(MatchKind::LeftmostLongest).ascii_case_insensitive(ci).kind(kind).build(&patterns)
             };
             let dfa = (patterns.len() <= DFA_MAX_PATTERNS).then(|| build(Some(aho_corasick::AhoCorasickKind::DFA)));
             Some(match dfa {
@@ -756,7 +720,19 @@ impl Ruleset {
         let left_margin = 1 + detectors.iter().map(Detector::context_within).max().unwrap_or(0);
         let carry_bound = detectors.iter().map(|d| d.max_len + 1 + d.context_within()).max().unwrap_or(0) + left_margin;
         let stitch = (2 * carry_bound).clamp(256, crate::engine::STITCH);
-        Ok(Ruleset { detectors, ac, hit_owners, literal_total: patterns.len(), digit_detectors, digit_min_total, digit_min_run, sweep, longest_literal, left_margin, stitch })
+        Ok(Ruleset {
+            detectors,
+            ac,
+            hit_owners,
+            literal_total: patterns.len(),
+            digit_detectors,
+            digit_min_total,
+            digit_min_run,
+            sweep,
+            longest_literal,
+            left_margin,
+            stitch,
+        })
     }
 
     /// The compiled detectors, in load order.

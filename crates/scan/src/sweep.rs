@@ -101,8 +101,7 @@ impl WordKeys {
     fn new(words: &[&[u8]], fold: bool) -> Option<WordKeys> {
         let len = words.iter().map(|w| w.len()).min()?.min(8);
         let mask = if len == 8 { u64::MAX } else { (1u64 << (8 * len)) - 1 };
-        let keys: HashSet<u64, BuildHasherDefault<KeyHasher>> =
-            words.iter().map(|w| word_key(load8(w), mask, fold)).collect();
+        let keys: HashSet<u64, BuildHasherDefault<KeyHasher>> = words.iter().map(|w| word_key(load8(w), mask, fold)).collect();
         // ~64 table bits per key, 4 KiB to 512 KiB.
         let log2 = (keys.len() * 64).next_power_of_two().trailing_zeros().clamp(15, 22);
         let mut bits = vec![0u64; 1 << (log2 - 6)];
@@ -220,11 +219,7 @@ impl Sweep {
     pub(crate) fn new(literals: &[Vec<u8>], fold: &[bool], word: &[bool], digits: bool) -> Sweep {
         let folds = |i: usize| fold.get(i).copied().unwrap_or(false);
         let with_cases = |i: usize, b: u8| -> Vec<u8> {
-            if folds(i) && b.is_ascii_alphabetic() {
-                vec![b.to_ascii_lowercase(), b.to_ascii_uppercase()]
-            } else {
-                vec![b]
-            }
+            if folds(i) && b.is_ascii_alphabetic() { vec![b.to_ascii_lowercase(), b.to_ascii_uppercase()] } else { vec![b] }
         };
         let is_word = |i: usize| word.get(i).copied().unwrap_or(false) && literals[i].len() >= MIN_WORD_KEY;
         let words: Vec<&[u8]> = (0..literals.len()).filter(|&i| is_word(i)).map(|i| literals[i].as_slice()).collect();
@@ -277,11 +272,7 @@ impl Sweep {
         let mut next_block = 0;
         // Whether the byte before the block is a word byte (the buffer's start counts as none).
         let mut word_before = false;
-        let look = Looking {
-            pairs: filter.and_then(|f| f.pairs),
-            words: filter.and_then(|f| f.words.as_ref()),
-            digits: self.digits,
-        };
+        let look = Looking { pairs: filter.and_then(|f| f.pairs), words: filter.and_then(|f| f.words.as_ref()), digits: self.digits };
         let mut masks = Masks::default();
         for (seg, word) in out.candidate_blocks.iter_mut().enumerate() {
             let first = seg * 64;
@@ -443,8 +434,7 @@ fn classify_segment(hay: &[u8], first: usize, count: usize, look: Looking<'_>, m
                 &rest
             }
         };
-        let (Some(block), Some(next)) = (window.first_chunk::<64>(), window.get(1..).and_then(|w| w.first_chunk::<64>()))
-        else {
+        let (Some(block), Some(next)) = (window.first_chunk::<64>(), window.get(1..).and_then(|w| w.first_chunk::<64>())) else {
             continue;
         };
         let block = Block64::load(block);
@@ -752,8 +742,7 @@ mod tests {
             };
             for len in [0usize, 1, 5, 63, 64, 65, 70, 71, 72, 127, 128, 129, 700, 4096, 4100, 8200] {
                 for _ in 0..30 {
-                    let mut h: Vec<u8> =
-                        (0..len).map(|_| b"the quick brown fox, 12 _ falcons Asia.\n"[(x.next() % 40) as usize]).collect();
+                    let mut h: Vec<u8> = (0..len).map(|_| b"the quick brown fox, 12 _ falcons Asia.\n"[(x.next() % 40) as usize]).collect();
                     for _ in 0..(x.next() % 6) {
                         let lit = lits[(x.next() % lits.len() as u64) as usize].as_bytes();
                         if lit.len() <= len {

@@ -70,14 +70,8 @@ impl Validator {
     /// `4111-1111-...` correlate).
     pub fn canonical(self, value: &[u8]) -> Vec<u8> {
         match self {
-            Validator::PaymentCard | Validator::Luhn => {
-                value.iter().copied().filter(u8::is_ascii_digit).collect()
-            }
-            Validator::Iban | Validator::Hkid => value
-                .iter()
-                .filter(|b| b.is_ascii_alphanumeric())
-                .map(u8::to_ascii_uppercase)
-                .collect(),
+            Validator::PaymentCard | Validator::Luhn => value.iter().copied().filter(u8::is_ascii_digit).collect(),
+            Validator::Iban | Validator::Hkid => value.iter().filter(|b| b.is_ascii_alphanumeric()).map(u8::to_ascii_uppercase).collect(),
             Validator::CnResidentId => value.iter().map(u8::to_ascii_uppercase).collect(),
             _ => value.to_vec(),
         }
@@ -137,20 +131,20 @@ fn luhn_value(value: &[u8]) -> bool {
 /// Sources: ISO/IEC 7812 registrations as published by the networks (Visa, Mastercard incl.
 /// 2-series, Amex, Discover, JCB, Diners, UnionPay, Maestro, Mir).
 const IIN_RANGES: &[(u32, u32, usize, &[usize])] = &[
-    (4, 4, 1, &[13, 16, 19]),                         // Visa
-    (51, 55, 2, &[16]),                               // Mastercard
-    (2221, 2720, 4, &[16]),                           // Mastercard 2-series
-    (34, 34, 2, &[15]),                               // American Express
-    (37, 37, 2, &[15]),                               // American Express
-    (6011, 6011, 4, &[16, 17, 18, 19]),               // Discover
-    (644, 649, 3, &[16, 17, 18, 19]),                 // Discover
-    (65, 65, 2, &[16, 17, 18, 19]),                   // Discover / RuPay
-    (3528, 3589, 4, &[16, 17, 18, 19]),               // JCB
-    (300, 305, 3, &[14, 15, 16, 17, 18, 19]),         // Diners Club International
-    (36, 36, 2, &[14, 15, 16, 17, 18, 19]),           // Diners Club International
-    (38, 39, 2, &[14, 15, 16, 17, 18, 19]),           // Diners Club
-    (62, 62, 2, &[16, 17, 18, 19]),                   // UnionPay
-    (2200, 2204, 4, &[16, 17, 18, 19]),               // Mir
+    (4, 4, 1, &[13, 16, 19]),                           // Visa
+    (51, 55, 2, &[16]),                                 // Mastercard
+    (2221, 2720, 4, &[16]),                             // Mastercard 2-series
+    (34, 34, 2, &[15]),                                 // American Express
+    (37, 37, 2, &[15]),                                 // American Express
+    (6011, 6011, 4, &[16, 17, 18, 19]),                 // Discover
+    (644, 649, 3, &[16, 17, 18, 19]),                   // Discover
+    (65, 65, 2, &[16, 17, 18, 19]),                     // Discover / RuPay
+    (3528, 3589, 4, &[16, 17, 18, 19]),                 // JCB
+    (300, 305, 3, &[14, 15, 16, 17, 18, 19]),           // Diners Club International
+    (36, 36, 2, &[14, 15, 16, 17, 18, 19]),             // Diners Club International
+    (38, 39, 2, &[14, 15, 16, 17, 18, 19]),             // Diners Club
+    (62, 62, 2, &[16, 17, 18, 19]),                     // UnionPay
+    (2200, 2204, 4, &[16, 17, 18, 19]),                 // Mir
     (5018, 5018, 4, &[12, 13, 14, 15, 16, 17, 18, 19]), // Maestro
     (5020, 5020, 4, &[12, 13, 14, 15, 16, 17, 18, 19]), // Maestro
     (5038, 5038, 4, &[12, 13, 14, 15, 16, 17, 18, 19]), // Maestro
@@ -247,8 +241,8 @@ pub fn hkid(value: &[u8]) -> bool {
 
 /// PRC province-level region codes (GB/T 2260 first two digits).
 const CN_REGIONS: &[u8] = &[
-    11, 12, 13, 14, 15, 21, 22, 23, 31, 32, 33, 34, 35, 36, 37, 41, 42, 43, 44, 45, 46, 50, 51,
-    52, 53, 54, 61, 62, 63, 64, 65, 71, 81, 82, 83, 91,
+    11, 12, 13, 14, 15, 21, 22, 23, 31, 32, 33, 34, 35, 36, 37, 41, 42, 43, 44, 45, 46, 50, 51, 52, 53, 54, 61, 62, 63, 64, 65, 71, 81, 82,
+    83, 91,
 ];
 
 /// ISO 7064 MOD 11-2 check character of the first 17 digits.
@@ -297,19 +291,94 @@ pub fn cn_resident_id(value: &[u8]) -> bool {
 
 /// IBAN lengths per country (SWIFT IBAN registry).
 const IBAN_LENGTHS: &[(&[u8; 2], usize)] = &[
-    (b"AD", 24), (b"AE", 23), (b"AL", 28), (b"AT", 20), (b"AZ", 28), (b"BA", 20), (b"BE", 16),
-    (b"BG", 22), (b"BH", 22), (b"BI", 27), (b"BR", 29), (b"BY", 28), (b"CH", 21), (b"CR", 22),
-    (b"CY", 28), (b"CZ", 24), (b"DE", 22), (b"DJ", 27), (b"DK", 18), (b"DO", 28), (b"EE", 20),
-    (b"EG", 29), (b"ES", 24), (b"FI", 18), (b"FK", 18), (b"FO", 18), (b"FR", 27), (b"GB", 22),
-    (b"GE", 22), (b"GI", 23), (b"GL", 18), (b"GR", 27), (b"GT", 28), (b"HR", 21), (b"HU", 28),
-    (b"IE", 22), (b"IL", 23), (b"IQ", 23), (b"IS", 26), (b"IT", 27), (b"JO", 30), (b"KW", 30),
-    (b"KZ", 20), (b"LB", 28), (b"LC", 32), (b"LI", 21), (b"LT", 20), (b"LU", 20), (b"LV", 21),
-    (b"LY", 25), (b"MC", 27), (b"MD", 24), (b"ME", 22), (b"MK", 19), (b"MN", 20), (b"MR", 27),
-    (b"MT", 31), (b"MU", 30), (b"NI", 28), (b"NL", 18), (b"NO", 15), (b"OM", 23), (b"PK", 24),
-    (b"PL", 28), (b"PS", 29), (b"PT", 25), (b"QA", 29), (b"RO", 24), (b"RS", 22), (b"RU", 33),
-    (b"SA", 24), (b"SC", 31), (b"SD", 18), (b"SE", 24), (b"SI", 19), (b"SK", 24), (b"SM", 27),
-    (b"SO", 23), (b"ST", 25), (b"SV", 28), (b"TL", 23), (b"TN", 24), (b"TR", 26), (b"UA", 29),
-    (b"VA", 22), (b"VG", 24), (b"XK", 20), (b"YE", 30),
+    (b"AD", 24),
+    (b"AE", 23),
+    (b"AL", 28),
+    (b"AT", 20),
+    (b"AZ", 28),
+    (b"BA", 20),
+    (b"BE", 16),
+    (b"BG", 22),
+    (b"BH", 22),
+    (b"BI", 27),
+    (b"BR", 29),
+    (b"BY", 28),
+    (b"CH", 21),
+    (b"CR", 22),
+    (b"CY", 28),
+    (b"CZ", 24),
+    (b"DE", 22),
+    (b"DJ", 27),
+    (b"DK", 18),
+    (b"DO", 28),
+    (b"EE", 20),
+    (b"EG", 29),
+    (b"ES", 24),
+    (b"FI", 18),
+    (b"FK", 18),
+    (b"FO", 18),
+    (b"FR", 27),
+    (b"GB", 22),
+    (b"GE", 22),
+    (b"GI", 23),
+    (b"GL", 18),
+    (b"GR", 27),
+    (b"GT", 28),
+    (b"HR", 21),
+    (b"HU", 28),
+    (b"IE", 22),
+    (b"IL", 23),
+    (b"IQ", 23),
+    (b"IS", 26),
+    (b"IT", 27),
+    (b"JO", 30),
+    (b"KW", 30),
+    (b"KZ", 20),
+    (b"LB", 28),
+    (b"LC", 32),
+    (b"LI", 21),
+    (b"LT", 20),
+    (b"LU", 20),
+    (b"LV", 21),
+    (b"LY", 25),
+    (b"MC", 27),
+    (b"MD", 24),
+    (b"ME", 22),
+    (b"MK", 19),
+    (b"MN", 20),
+    (b"MR", 27),
+    (b"MT", 31),
+    (b"MU", 30),
+    (b"NI", 28),
+    (b"NL", 18),
+    (b"NO", 15),
+    (b"OM", 23),
+    (b"PK", 24),
+    (b"PL", 28),
+    (b"PS", 29),
+    (b"PT", 25),
+    (b"QA", 29),
+    (b"RO", 24),
+    (b"RS", 22),
+    (b"RU", 33),
+    (b"SA", 24),
+    (b"SC", 31),
+    (b"SD", 18),
+    (b"SE", 24),
+    (b"SI", 19),
+    (b"SK", 24),
+    (b"SM", 27),
+    (b"SO", 23),
+    (b"ST", 25),
+    (b"SV", 28),
+    (b"TL", 23),
+    (b"TN", 24),
+    (b"TR", 26),
+    (b"UA", 29),
+    (b"VA", 22),
+    (b"VG", 24),
+    (b"XK", 20),
+    (b"YE", 30),
 ];
 
 /// Length of a valid IBAN for this country code.
@@ -491,7 +560,13 @@ mod tests {
                         x ^= x >> 7;
                         x ^= x << 17;
                         let r = (x % 40) as u8;
-                        if r < 10 { b'0' + r } else if r < 36 { b'A' + r - 10 } else { b'z' }
+                        if r < 10 {
+                            b'0' + r
+                        } else if r < 36 {
+                            b'A' + r - 10
+                        } else {
+                            b'z'
+                        }
                     })
                     .collect();
                 assert_eq!(iban_mod97(&v), reference(&v), "{}", String::from_utf8_lossy(&v));

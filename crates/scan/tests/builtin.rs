@@ -16,14 +16,7 @@ fn builtin_has_the_nine_public_ids() {
     assert_eq!(
         ids,
         [
-            "aws-access-key",
-            "classification-marking",
-            "cn-resident-id",
-            "github-token",
-            "hkid",
-            "iban",
-            "payment-card",
-            "private-key",
+            "aws-access-key", "classification-marking", "cn-resident-id", "github-token", "hkid", "iban", "payment-card", "private-key",
             "us-ssn"
         ]
     );

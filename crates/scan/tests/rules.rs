@@ -50,9 +50,15 @@ fn semantic_errors_name_the_line_and_problem() {
         ("regex = '''a*'''\n", "custom.toml:5: detector `x`: regex can match empty text"),
         ("regex = '''\\d{4}'''\nvalidator = \"crc64\"\n", "custom.toml:6: detector `x`: unknown validator `crc64`"),
         ("keywords = [\"a\"]\nmin_count = 0\n", "custom.toml:6: detector `x`: min_count must be at least 1"),
-        ("regex = '''\\d{4}'''\nmin_digits = 4\n", "custom.toml:6: detector `x`: min_digits and uppercase_before_digits need min_digit_run"),
+        (
+            "regex = '''\\d{4}'''\nmin_digits = 4\n",
+            "custom.toml:6: detector `x`: min_digits and uppercase_before_digits need min_digit_run",
+        ),
         ("regex = '''\\d{4}'''\nmin_digit_run = 4\nmin_digits = 3\n", "custom.toml:7: detector `x`: min_digits must be between"),
-        ("keywords = [\"a\"]\nregex = '''a\\d'''\nmin_digit_run = 1\n", "custom.toml:7: detector `x`: min_digit_run applies to a regex-only detector"),
+        (
+            "keywords = [\"a\"]\nregex = '''a\\d'''\nmin_digit_run = 1\n",
+            "custom.toml:7: detector `x`: min_digit_run applies to a regex-only detector",
+        ),
     ];
     for (extra, want) in cases {
         let e = err_text(&format!("{base}{extra}"));
@@ -104,8 +110,7 @@ fn keyword_dictionary_of_thousands_whole_words() {
     assert_eq!(f.len(), 1);
     assert_eq!(f[0].count, 4, "{f:?}");
     // Combined with the built-ins, still one prefilter.
-    let mut sources: Vec<(String, String)> =
-        Ruleset::builtin_sources().iter().map(|(n, s)| (n.to_string(), s.to_string())).collect();
+    let mut sources: Vec<(String, String)> = Ruleset::builtin_sources().iter().map(|(n, s)| (n.to_string(), s.to_string())).collect();
     sources.push(("codes.toml".into(), toml));
     let all = Ruleset::from_sources(&sources).unwrap();
     assert_eq!(all.literal_count(), 5000 + Ruleset::builtin().literal_count());
@@ -114,8 +119,7 @@ fn keyword_dictionary_of_thousands_whole_words() {
 #[test]
 fn case_insensitive_keywords_and_case_sensitive_builtins_share_the_automaton() {
     let toml = "[[detector]]\nid = \"words\"\ndescription = \"d\"\nseverity = \"low\"\nkeywords = [\"falcon\"]\ncase_insensitive = true\n";
-    let mut sources: Vec<(String, String)> =
-        Ruleset::builtin_sources().iter().map(|(n, s)| (n.to_string(), s.to_string())).collect();
+    let mut sources: Vec<(String, String)> = Ruleset::builtin_sources().iter().map(|(n, s)| (n.to_string(), s.to_string())).collect();
     sources.push(("w.toml".into(), toml.into()));
     let r = Arc::new(Ruleset::from_sources(&sources).unwrap());
     let f = scan(&r, "FALCON and Falcon; the secret is out; TOP SECRET");
@@ -202,7 +206,8 @@ fn classification_markings_are_uppercase_whole_words() {
 #[test]
 fn private_keys_not_certificates() {
     let rules = Ruleset::builtin();
-    let key = "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIIrYSSNQFaA2Hwf1duRSxKtLYX5CB04fSeQ6tF1aY/PuoAoGCCqGSM49\n-----END EC PRIVATE KEY-----\n";
+    let key =
+        "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIIrYSSNQFaA2Hwf1duRSxKtLYX5CB04fSeQ6tF1aY/PuoAoGCCqGSM49\n-----END EC PRIVATE KEY-----\n";
     let f = scan(&rules, key);
     assert_eq!(f[0].detector, "private-key");
     assert!(!f[0].samples[0].contains("MHcCAQEEIIrYSSNQFaA2Hwf1duRSxKtLYX5CB04f"));

@@ -30,8 +30,7 @@ fn chunked(rules: &Arc<Ruleset>, input: &[u8], cuts: &[usize]) -> String {
 /// Rules with every kind of trigger: the built-ins plus a keyword dictionary with overlapping
 /// keywords, a case-insensitive dictionary, an extracted-prefix regex and a full-scan regex.
 fn all_rules() -> Arc<Ruleset> {
-    let mut sources: Vec<(String, String)> =
-        Ruleset::builtin_sources().iter().map(|(n, s)| (n.to_string(), s.to_string())).collect();
+    let mut sources: Vec<(String, String)> = Ruleset::builtin_sources().iter().map(|(n, s)| (n.to_string(), s.to_string())).collect();
     sources.push((
         "custom.toml".into(),
         r#"
@@ -226,8 +225,7 @@ fn large_chunks_scanned_in_place_equal_small_chunks() {
 /// The built-ins with a case-insensitive dictionary of lowercase names (looked up only at word
 /// starts by the prefilter sweep).
 fn dictionary_rules() -> Arc<Ruleset> {
-    let mut sources: Vec<(String, String)> =
-        Ruleset::builtin_sources().iter().map(|(n, s)| (n.to_string(), s.to_string())).collect();
+    let mut sources: Vec<(String, String)> = Ruleset::builtin_sources().iter().map(|(n, s)| (n.to_string(), s.to_string())).collect();
     let toml = "[[detector]]\nid = \"birds\"\ndescription = \"d\"\nseverity = \"low\"\ncase_insensitive = true\n\
                 keywords = [\"falcon\", \"falconer\", \"osprey\", \"kite runner\", \"harrier\", \"merlin9\"]\n";
     sources.push(("birds.toml".into(), toml.into()));
@@ -235,16 +233,14 @@ fn dictionary_rules() -> Arc<Ruleset> {
 }
 
 const BIRD_WORDS: &[&str] = &[
-    "falcon", "FALCONER", "Osprey", "ospreys", "kite runner", "kite", "Kite Runner", "harrier_", "xharrier", "harrier",
-    "Merlin9", "merlin",
+    "falcon", "FALCONER", "Osprey", "ospreys", "kite runner", "kite", "Kite Runner", "harrier_", "xharrier", "harrier", "Merlin9", "merlin",
 ];
 const FILLER: &[&str] = &["9", "the", "a", "12", "-", " ", " ", " ", "\n", ".", "é", " Report", "fal", "spr"];
 
 /// Whole-word, case-insensitive, leftmost, longest-first, non-overlapping occurrences.
 fn naive_bird_count(text: &[u8]) -> u64 {
     let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
-    let mut kws: Vec<&[u8]> =
-        ["falcon", "falconer", "osprey", "kite runner", "harrier", "merlin9"].iter().map(|k| k.as_bytes()).collect();
+    let mut kws: Vec<&[u8]> = ["falcon", "falconer", "osprey", "kite runner", "harrier", "merlin9"].iter().map(|k| k.as_bytes()).collect();
     kws.sort_by_key(|k| std::cmp::Reverse(k.len()));
     let lower = text.to_ascii_lowercase();
     let (mut i, mut n) = (0, 0);

@@ -114,39 +114,17 @@ impl Metrics {
             detections.clone(),
         );
         let bytes_inspected = Counter::default();
-        registry.register(
-            "bytes_inspected",
-            "Request body bytes fed to content inspection",
-            bytes_inspected.clone(),
-        );
+        registry.register("bytes_inspected", "Request body bytes fed to content inspection", bytes_inspected.clone());
         // 100 µs .. ~6.5 s in x4 steps: scans range from tiny form posts to large archives.
         let scan_latency = Histogram::new(exponential_buckets(0.0001, 4.0, 9));
-        registry.register(
-            "scan_latency_seconds",
-            "Time spent inspecting one transfer (extraction and scanning)",
-            scan_latency.clone(),
-        );
+        registry.register("scan_latency_seconds", "Time spent inspecting one transfer (extraction and scanning)", scan_latency.clone());
         let audit_events = Counter::default();
         registry.register("audit_events", "Audit events committed to the store", audit_events.clone());
         let audit_dropped = Counter::default();
-        registry.register(
-            "audit_dropped_events",
-            "Audit events dropped (writer queue full or store failure)",
-            audit_dropped.clone(),
-        );
+        registry.register("audit_dropped_events", "Audit events dropped (writer queue full or store failure)", audit_dropped.clone());
         let cert_cache = Arc::new(CertCacheCollector { source: RwLock::new(None) });
         registry.register_collector(Box::new(Arc::clone(&cert_cache)));
-        Metrics {
-            registry,
-            requests,
-            blocks,
-            detections,
-            bytes_inspected,
-            scan_latency,
-            audit_events,
-            audit_dropped,
-            cert_cache,
-        }
+        Metrics { registry, requests, blocks, detections, bytes_inspected, scan_latency, audit_events, audit_dropped, cert_cache }
     }
 
     /// One request (or CONNECT) handled by the proxy.
@@ -157,10 +135,7 @@ impl Metrics {
     /// One blocked transfer. `None` app/category are exported as the label value `none`.
     /// Called by the audit writer for every `block` event it accepts; the proxy need not call it.
     pub fn record_block(&self, category: Option<&str>, app: Option<&str>, detectors: &[&str]) {
-        let labels = BlockLabels {
-            category: category.unwrap_or("none").to_owned(),
-            app: app.unwrap_or("none").to_owned(),
-        };
+        let labels = BlockLabels { category: category.unwrap_or("none").to_owned(), app: app.unwrap_or("none").to_owned() };
         self.blocks.get_or_create(&labels).inc();
         for detector in detectors {
             self.detections.get_or_create(&DetectorLabels { detector: (*detector).to_owned() }).inc();
@@ -264,10 +239,7 @@ pub const LOG_ENV: [&str; 2] = ["PORTCULLIS_LOG", "RUST_LOG"];
 /// else `default_filter` (e.g. `"info"` or `"portcullis=debug,info"`). Colours only when stderr is
 /// a terminal. Separate from [`init_tracing`] so tests can use it scoped
 /// (`tracing::subscriber::with_default`).
-pub fn subscriber(
-    format: LogFormat,
-    default_filter: &str,
-) -> Result<Box<dyn tracing::Subscriber + Send + Sync>, TelemetryError> {
+pub fn subscriber(format: LogFormat, default_filter: &str) -> Result<Box<dyn tracing::Subscriber + Send + Sync>, TelemetryError> {
     use std::io::IsTerminal;
     build(format, default_filter, std::io::stderr, std::io::stderr().is_terminal())
 }
@@ -296,8 +268,8 @@ where
     use tracing_subscriber::EnvFilter;
     let from_env = LOG_ENV.iter().find_map(|k| std::env::var(k).ok().filter(|s| !s.trim().is_empty()));
     let filter_text = from_env.unwrap_or_else(|| default_filter.to_owned());
-    let filter = EnvFilter::try_new(&filter_text)
-        .map_err(|e| TelemetryError::Filter { filter: filter_text.clone(), message: e.to_string() })?;
+    let filter =
+        EnvFilter::try_new(&filter_text).map_err(|e| TelemetryError::Filter { filter: filter_text.clone(), message: e.to_string() })?;
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer).with_ansi(ansi);
     Ok(match format {
         LogFormat::Text => Box::new(builder.finish()),

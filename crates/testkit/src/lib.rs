@@ -198,10 +198,7 @@ impl Origin {
     /// The next request the origin finished receiving (body complete or broken). Panics after 30 s.
     pub async fn next_request(&self) -> Received {
         let mut rx = self.rx.lock().await;
-        tokio::time::timeout(Duration::from_secs(30), rx.recv())
-            .await
-            .expect("origin: no request within 30 s")
-            .expect("origin stopped")
+        tokio::time::timeout(Duration::from_secs(30), rx.recv()).await.expect("origin: no request within 30 s").expect("origin stopped")
     }
 
     /// A request if one is already recorded.
@@ -268,7 +265,17 @@ async fn handle(
         }
     }
     let sha256 = hex::encode(hasher.finalize());
-    let _ = tx.send(Received { method, path: path.clone(), version, headers, body_len: len, complete, sha256: sha256.clone(), tls_resumed, conn });
+    let _ = tx.send(Received {
+        method,
+        path: path.clone(),
+        version,
+        headers,
+        body_len: len,
+        complete,
+        sha256: sha256.clone(),
+        tls_resumed,
+        conn,
+    });
     if !complete {
         return Ok(Response::new(full("incomplete")));
     }
@@ -395,7 +402,12 @@ impl portcullis_proxy::BodyInspector for MarkerInspector {
             portcullis_proxy::FinalVerdict::Block(portcullis_proxy::Blocked {
                 rule: "test-marker".into(),
                 reason: "The upload contains the test marker.".into(),
-                evidence: vec![portcullis_proxy::Evidence { detector: "marker".into(), count: 1, samples: vec!["MA****ER".into()], value_hmacs: vec![] }],
+                evidence: vec![portcullis_proxy::Evidence {
+                    detector: "marker".into(),
+                    count: 1,
+                    samples: vec!["MA****ER".into()],
+                    value_hmacs: vec![],
+                }],
                 ..Default::default()
             })
         } else {
@@ -419,7 +431,14 @@ impl portcullis_proxy::Gate for MarkerGate {
         portcullis_proxy::ConnectDecision::Intercept
     }
 
-    fn on_opaque(&self, _h: &str, _p: u16, _c: SocketAddr, _i: &portcullis_proxy::Identity, _prefix: &[u8]) -> portcullis_proxy::OpaqueDecision {
+    fn on_opaque(
+        &self,
+        _h: &str,
+        _p: u16,
+        _c: SocketAddr,
+        _i: &portcullis_proxy::Identity,
+        _prefix: &[u8],
+    ) -> portcullis_proxy::OpaqueDecision {
         if self.opaque_tunnel {
             portcullis_proxy::OpaqueDecision::Tunnel { reason: "test: opaque allowed".into() }
         } else {
@@ -444,9 +463,7 @@ impl portcullis_proxy::Gate for MarkerGate {
 pub async fn connect_via(proxy: SocketAddr, host: &str, port: u16) -> tokio::net::TcpStream {
     let mut tcp = tokio::net::TcpStream::connect(proxy).await.expect("connect to proxy");
     let _ = tcp.set_nodelay(true);
-    tcp.write_all(format!("CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n").as_bytes())
-        .await
-        .expect("write CONNECT");
+    tcp.write_all(format!("CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n").as_bytes()).await.expect("write CONNECT");
     let head = read_head(&mut tcp).await;
     assert!(head.starts_with("HTTP/1.1 200"), "CONNECT answered: {head}");
     tcp
@@ -569,9 +586,6 @@ pub async fn curl_via(proxy: &str, ca_pem: &Path, args: &[&str]) -> (u16, String
     let out = curl(a).await;
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
-    let code = code
-        .trim()
-        .parse()
-        .unwrap_or_else(|_| panic!("curl output {text:?}, stderr {}", String::from_utf8_lossy(&out.stderr)));
+    let code = code.trim().parse().unwrap_or_else(|_| panic!("curl output {text:?}, stderr {}", String::from_utf8_lossy(&out.stderr)));
     (code, body.to_string())
 }
