@@ -189,17 +189,7 @@ impl FlowCtx {
                     value_hmacs: f.value_hmacs.clone(),
                 })
                 .collect();
-            e.files = r
-                .files
-                .iter()
-                .map(|f| portcullis_audit::FileRecord {
-                    name: f.name.clone(),
-                    field: f.field.clone(),
-                    sha256: f.sha256.clone(),
-                    size: f.size,
-                    partial: f.partial,
-                })
-                .collect();
+            e.files = r.files.iter().map(|f| audit_file(&file_record(f))).collect();
             e.bytes = r.decoded_bytes;
             e.reason = r.reason.clone();
         }
@@ -510,17 +500,23 @@ fn body_blocked(engine: &Engine, d: &Decision, flow: &Flow, report: &Report) -> 
                 value_hmacs: f.value_hmacs.clone(),
             })
             .collect(),
-        files: report
-            .files
-            .iter()
-            .map(|f| FileRecord {
-                name: f.name.clone(),
-                field: f.field.clone(),
-                sha256: f.sha256.clone(),
-                size: f.size,
-                partial: f.partial,
-            })
-            .collect(),
+        files: report.files.iter().map(file_record).collect(),
         labels,
+    }
+}
+
+/// A file of the extraction report as the proxy carries it in a block.
+fn file_record(f: &portcullis_extract::FileInfo) -> FileRecord {
+    FileRecord { name: f.name.clone(), field: f.field.clone(), sha256: f.sha256.clone(), size: f.size, partial: f.partial }
+}
+
+/// A file as the audit log records it.
+pub(crate) fn audit_file(f: &FileRecord) -> portcullis_audit::FileRecord {
+    portcullis_audit::FileRecord {
+        name: f.name.clone(),
+        field: f.field.clone(),
+        sha256: f.sha256.clone(),
+        size: f.size,
+        partial: f.partial,
     }
 }

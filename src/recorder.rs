@@ -8,7 +8,7 @@
 use portcullis_audit::{AuditWriter, DetectorHit, Event};
 use portcullis_proxy::{Action, RecordFuture, Recorder, TransferRecord};
 
-use crate::policy_gate::apply_labels;
+use crate::policy_gate::{apply_labels, audit_file};
 
 pub struct AuditRecorder {
     writer: AuditWriter,
@@ -49,18 +49,7 @@ pub fn to_event(r: &TransferRecord) -> Event {
             value_hmacs: ev.value_hmacs.clone(),
         })
         .collect();
-    e.files = r
-        .detail
-        .files
-        .iter()
-        .map(|f| portcullis_audit::FileRecord {
-            name: f.name.clone(),
-            field: f.field.clone(),
-            sha256: f.sha256.clone(),
-            size: f.size,
-            partial: f.partial,
-        })
-        .collect();
+    e.files = r.detail.files.iter().map(audit_file).collect();
     e.bytes = r.bytes_up;
     e.reason = (!r.detail.reason.is_empty()).then(|| r.detail.reason.clone());
     e
