@@ -94,6 +94,48 @@ fn multipart_with_sniffed_boundary() {
     assert!(text.contains("HKID A123456(3)"));
 }
 
+/// Large parts, as browsers send files, with text that almost matches the delimiter at every
+/// offset: each part arrives whole and in order (hash and size) whatever the chunk sizes, so a
+/// delimiter split across chunks is never missed nor mistaken for body.
+#[test]
+fn multipart_large_parts_at_any_chunk_size() {
+    let boundary = "----WebKitFormBoundary7MA4YWxkTrZu0gW";
+    let mut parts: Vec<Vec<u8>> = Vec::new();
+    for (k, size) in [(0u8, 40_000usize), (1, 3), (2, 9_000)] {
+        let mut p = Vec::new();
+        while p.len() < size {
+            // A lookalike of the delimiter, cut one byte shorter each time, then filler.
+            let cut = p.len() % (boundary.len() + 4);
+            p.extend_from_slice(&format!("\r\n--{boundary}").as_bytes()[..cut]);
+            p.extend_from_slice(format!(" part {k} line {} ", p.len()).as_bytes());
+        }
+        p.truncate(size);
+        parts.push(p);
+    }
+    let mut body = Vec::new();
+    for (k, p) in parts.iter().enumerate() {
+        write!(body, "--{boundary}\r\nContent-Disposition: form-data; name=\"f{k}\"; filename=\"p{k}.txt\"\r\n\r\n").unwrap();
+        body.extend_from_slice(p);
+        body.extend_from_slice(b"\r\n");
+    }
+    write!(body, "--{boundary}--\r\n").unwrap();
+    let h = hints(Some(&format!("multipart/form-data; boundary={boundary}")), None);
+    let (_, whole) = extract_text(h.clone(), Limits::default(), &[&body]);
+    let want: Vec<(String, u64)> = parts.iter().map(|p| (sha(p), p.len() as u64)).collect();
+    let got: Vec<(String, u64)> = whole.files.iter().map(|f| (f.sha256.clone(), f.size)).collect();
+    assert_eq!(got, want);
+    for size in (1..=90).chain([127, 1000, 4096, 16_384, 16_385, 65_536]) {
+        let chunks: Vec<&[u8]> = body.chunks(size).collect();
+        let (_, r) = extract_text(h.clone(), Limits::default(), &chunks);
+        assert_eq!((&r.files, &r.reason), (&whole.files, &whole.reason), "chunks of {size}");
+    }
+}
+
+fn sha(b: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(b))
+}
+
 const PLAIN: &[u8] = b"{\"note\": \"card 4111 1111 1111 1111\", \"id\": \"A123456(3)\"}\n";
 
 #[test]
