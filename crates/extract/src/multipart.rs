@@ -60,12 +60,14 @@ impl Multipart {
             let k = k.trim();
             if k.eq_ignore_ascii_case("content-disposition") {
                 field = param(v, "name");
-                filename = param(v, "filename").or_else(|| {
-                    param(v, "filename*").map(|f| match f.split_once("''") {
+                // The RFC 5987 form (`filename*=UTF-8''r%C3%A9sum%C3%A9.pdf`) carries the real
+                // name; a plain `filename` next to it is the sender's ASCII fallback (RFC 6266).
+                filename = param(v, "filename*")
+                    .map(|f| match f.split_once("''") {
                         Some((_, name)) => percent_decode(name),
                         None => f,
                     })
-                });
+                    .or_else(|| param(v, "filename"));
             } else if k.eq_ignore_ascii_case("content-type") {
                 ctype = Some(v.trim().to_string());
             } else if k.eq_ignore_ascii_case("content-transfer-encoding") {
