@@ -62,12 +62,7 @@ impl Multipart {
                 field = param(v, "name");
                 // The RFC 5987 form (`filename*=UTF-8''r%C3%A9sum%C3%A9.pdf`) carries the real
                 // name; a plain `filename` next to it is the sender's ASCII fallback (RFC 6266).
-                filename = param(v, "filename*")
-                    .map(|f| match f.split_once("''") {
-                        Some((_, name)) => percent_decode(name),
-                        None => f,
-                    })
-                    .or_else(|| param(v, "filename"));
+                filename = param(v, "filename*").map(|f| ext_value(&f)).or_else(|| param(v, "filename"));
             } else if k.eq_ignore_ascii_case("content-type") {
                 ctype = Some(v.trim().to_string());
             } else if k.eq_ignore_ascii_case("content-transfer-encoding") {
@@ -170,7 +165,16 @@ impl Multipart {
     }
 }
 
-fn percent_decode(s: &str) -> String {
+/// An RFC 5987 extended value, `charset'language'percent-encoded`, decoded in its charset
+/// (UTF-8 when the label is unknown); anything else as it is.
+fn ext_value(v: &str) -> String {
+    let mut it = v.splitn(3, '\'');
+    let (Some(charset), Some(_language), Some(value)) = (it.next(), it.next(), it.next()) else { return v.to_string() };
+    let encoding = encoding_rs::Encoding::for_label(charset.trim().as_bytes()).unwrap_or(encoding_rs::UTF_8);
+    encoding.decode_without_bom_handling(&percent_decode(value)).0.into_owned()
+}
+
+fn percent_decode(s: &str) -> Vec<u8> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -186,7 +190,7 @@ fn percent_decode(s: &str) -> String {
             i += 1;
         }
     }
-    String::from_utf8_lossy(&out).into_owned()
+    out
 }
 
 impl Node for Multipart {

@@ -201,7 +201,8 @@ fn form_parts_are_listed_with_their_field() {
     let body = b"--XyZ\r\nContent-Disposition: form-data; name=\"body\"\r\n\r\nHello, the minutes are attached.\r\n\
 --XyZ\r\nContent-Disposition: form-data; name=\"attachment\"; filename=\"minutes.txt\"\r\nContent-Type: text/plain\r\n\r\nNothing sensitive.\r\n\
 --XyZ\r\nContent-Disposition: form-data; foo; name=\"cc\"\r\n\r\nbob@example.org\r\n\
---XyZ\r\nContent-Disposition: form-data; name=\"cv\"; filename=\"resume.txt\"; filename*=UTF-8''r%C3%A9sum%C3%A9.txt\r\n\r\nCV\r\n--XyZ--\r\n";
+--XyZ\r\nContent-Disposition: form-data; name=\"cv\"; filename=\"resume.txt\"; filename*=UTF-8''r%C3%A9sum%C3%A9.txt\r\n\r\nCV\r\n\
+--XyZ\r\nContent-Disposition: form-data; name=\"old\"; filename*=iso-8859-1'fr'r%E9sum%E9-latin.txt\r\n\r\nold CV\r\n--XyZ--\r\n";
     let r = report_of(BodyHints { content_type: Some("multipart/form-data; boundary=XyZ".into()), ..Default::default() }, body);
     assert_eq!(r.verdict, Verdict::Clean, "{r:?}");
     let listed: Vec<_> = r.files.iter().map(|f| (f.name.as_deref(), f.field.as_deref(), f.sha256.as_str())).collect();
@@ -213,6 +214,8 @@ fn form_parts_are_listed_with_their_field() {
             (None, Some("cc"), sha(b"bob@example.org").as_str()),
             // The UTF-8 name wins over its ASCII fallback.
             (Some("résumé.txt"), Some("cv"), sha(b"CV").as_str()),
+            // Decoded in the charset it names.
+            (Some("résumé-latin.txt"), Some("old"), sha(b"old CV").as_str()),
         ]
     );
     let json = serde_json::to_value(&r.files).unwrap();
