@@ -86,6 +86,22 @@ fn stdin_dash_and_text_format() {
     assert_eq!(json_lines(&o)[0]["path"], "-");
 }
 
+/// A file name is the uploader's (a download, an archive member): printed with control
+/// characters escaped, so it cannot clear the officer's screen or fake an output line.
+#[test]
+fn text_output_escapes_control_characters_in_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "cards\u{1b}[2J\u{202e}txt.exe", "card 4111 1111 1111 1111\n");
+    let o = portcullis(&["scan", &path], None);
+    assert_eq!(code(&o), 1);
+    let text = String::from_utf8(o.stdout).unwrap();
+    assert!(!text.contains('\u{1b}') && !text.contains('\u{202e}'), "{text:?}");
+    assert!(text.contains(r"cards\u{1b}[2J\u{202e}txt.exe: MATCH"), "{text}");
+    // JSON keeps the exact name (JSON escapes it itself).
+    let o = portcullis(&["scan", "--format", "json", &path], None);
+    assert_eq!(json_lines(&o)[0]["path"], path);
+}
+
 #[test]
 fn errors_exit_2_and_win_over_matches() {
     let dir = tempfile::tempdir().unwrap();

@@ -19,6 +19,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use portcullis_audit::export::printable;
 use portcullis_extract::{BodyHints, Inspection, Limits, Step};
 use portcullis_scan::{Finding, Ruleset};
 use serde::Serialize;
@@ -124,9 +125,12 @@ fn print_text(out: &mut impl Write, r: &InputReport) -> std::io::Result<()> {
         Verdict::Match => "MATCH",
         Verdict::Unscannable => "UNSCANNABLE",
     };
+    // Paths, reasons (which quote archive member names) and samples come from the files
+    // scanned: shown with control characters escaped.
+    let path = printable(&r.path);
     match &r.reason {
-        Some(reason) => writeln!(out, "{}: {verdict} ({reason})", r.path)?,
-        None => writeln!(out, "{}: {verdict}", r.path)?,
+        Some(reason) => writeln!(out, "{path}: {verdict} ({})", printable(reason))?,
+        None => writeln!(out, "{path}: {verdict}")?,
     }
     for f in &r.findings {
         writeln!(
@@ -136,7 +140,7 @@ fn print_text(out: &mut impl Write, r: &InputReport) -> std::io::Result<()> {
             f.count,
             f.severity.as_str(),
             f.confidence.as_str(),
-            f.samples.join(", ")
+            printable(&f.samples.join(", "))
         )?;
     }
     Ok(())

@@ -197,9 +197,23 @@ pub fn write_csv_row(w: &mut dyn Write, e: &Event) -> io::Result<()> {
     w.write_all(line.as_bytes())
 }
 
+/// `s` safe to print on a responder's terminal. File names (archive members, form parts), URLs
+/// and reasons quoting them come from the uploader: a name holding ESC sequences could rewrite
+/// the screen, one holding a newline could fake a line of the record, and bidirectional overrides
+/// make `cv\u{202e}fdp.exe` display as `cvexe.pdf`. Those characters are shown escaped
+/// (`\u{1b}`); everything else, including non-Latin names, as it is.
+pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
+    let hidden = |c: char| c.is_control() || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+    if !s.chars().any(hidden) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    std::borrow::Cow::Owned(s.chars().map(|c| if hidden(c) { c.escape_unicode().to_string() } else { c.to_string() }).collect())
+}
+
 fn clip(s: &str, max: usize) -> String {
+    let s = printable(s);
     if s.chars().count() <= max {
-        s.to_owned()
+        s.into_owned()
     } else {
         let mut t: String = s.chars().take(max.saturating_sub(1)).collect();
         t.push('…');
@@ -264,7 +278,7 @@ pub fn table(events: &[Event]) -> String {
 pub fn detail(e: &Event) -> String {
     let mut out = String::new();
     let mut field = |k: &str, v: &str| {
-        out.push_str(&format!("{k:<11}{v}\n"));
+        out.push_str(&format!("{k:<11}{}\n", printable(v)));
     };
     let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
     field("id:", &e.id);
@@ -302,9 +316,9 @@ pub fn detail(e: &Event) -> String {
         let stopped = e.files.iter().any(|f| f.partial);
         field("detectors:", if stopped { "(counted up to the point the transfer was stopped)" } else { "" });
         for d in &e.detectors {
-            out.push_str(&format!("  {} ×{}\n", d.detector, d.count));
+            out.push_str(&format!("  {} ×{}\n", printable(&d.detector), d.count));
             for ev in &d.evidence {
-                out.push_str(&format!("    evidence: {ev}\n"));
+                out.push_str(&format!("    evidence: {}\n", printable(ev)));
             }
             for h in &d.value_hmacs {
                 out.push_str(&format!("    hmac:     {h}\n"));
@@ -317,8 +331,8 @@ pub fn detail(e: &Event) -> String {
         out.push_str("files:\n");
         for f in &e.files {
             let what = match (&f.name, &f.field) {
-                (Some(name), _) => name.clone(),
-                (None, Some(field)) => format!("(form field {field:?})"),
+                (Some(name), _) => printable(name).into_owned(),
+                (None, Some(field)) => format!("(form field \"{}\")", printable(field)),
                 (None, None) => "(unnamed)".to_string(),
             };
             out.push_str(&format!("  {what}  sha256={}  {} bytes", f.sha256, f.size));
@@ -359,7 +373,7 @@ pub fn stats_text(st: &Stats) -> String {
             out.push_str("  -\n");
         }
         for c in rows {
-            out.push_str(&format!("  {:>8}  {}\n", c.count, c.key));
+            out.push_str(&format!("  {:>8}  {}\n", c.count, printable(&c.key)));
         }
     }
     out
@@ -439,6 +453,29 @@ mod tests {
         write_csv_row(&mut buf, &e).unwrap();
         assert!(String::from_utf8(buf).unwrap().contains(&format!("cards.csv:{}:65536:partial", "11".repeat(32))));
         assert_eq!(to_ecs(&e)["portcullis"]["files"][1]["partial"], true);
+    }
+
+    #[test]
+    fn names_from_uploads_cannot_rewrite_the_terminal_or_fake_lines() {
+        let mut e = sample();
+        e.files.push(FileRecord {
+            name: Some("cv\u{202e}fdp.exe\n  evidence: none\u{1b}[2K".into()),
+            field: None,
+            sha256: "33".repeat(32),
+            size: 1,
+            partial: false,
+        });
+        e.reason = Some("unreadable zip entry \u{1b}]0;pwned\u{7}".into());
+        e.host = "évian.example\u{1b}[31m".into();
+        let d = detail(&e);
+        assert!(!d.chars().any(|c| c == '\u{1b}' || c == '\u{7}' || c == '\u{202e}'), "{d:?}");
+        assert!(d.contains(r"cv\u{202e}fdp.exe\u{a}  evidence: none\u{1b}[2K  sha256="), "{d}");
+        assert!(!d.lines().any(|l| l.trim_start().starts_with("evidence: none")), "{d}");
+        // Non-Latin text stays readable.
+        assert!(d.contains(r"host:      évian.example\u{1b}[31m"), "{d}");
+        let t = table(std::slice::from_ref(&e));
+        assert!(!t.contains('\u{1b}') && t.contains(r"évian.example\u{1b}[31m"), "{t}");
+        assert_eq!(printable("中文 résumé.pdf"), "中文 résumé.pdf");
     }
 
     #[test]
