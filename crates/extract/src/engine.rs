@@ -272,23 +272,29 @@ impl Ctx {
 
     // ---- file records ----
 
-    pub fn new_file(&mut self, name: Option<String>) -> Option<usize> {
+    /// A new file record; `field`: the form field a multipart part was sent in.
+    pub fn new_file(&mut self, name: Option<String>, field: Option<String>) -> Option<usize> {
         if self.files.len() >= MAX_FILE_RECORDS {
             self.files_dropped += 1;
             return None;
         }
-        let info = FileInfo { name, field: None, sha256: String::new(), size: 0, kind: String::new(), partial: false };
+        let info = FileInfo { name, field, sha256: String::new(), size: 0, kind: String::new(), partial: false };
         self.files.push(Some(FileSlot { info, hash: Some(Sha256::new()) }));
         Some(self.files.len() - 1)
     }
 
+    /// File `idx`'s slot, unless it was dropped or never recorded.
+    fn slot(&mut self, idx: Option<usize>) -> Option<&mut FileSlot> {
+        idx.and_then(|i| self.files.get_mut(i)).and_then(Option::as_mut)
+    }
+
     pub fn file_mut(&mut self, idx: Option<usize>) -> Option<&mut FileInfo> {
-        idx.and_then(|i| self.files.get_mut(i)).and_then(Option::as_mut).map(|f| &mut f.info)
+        self.slot(idx).map(|f| &mut f.info)
     }
 
     /// The next bytes of file `idx`: hashed and counted.
     pub fn file_bytes(&mut self, idx: Option<usize>, data: &[u8]) {
-        if let Some(f) = idx.and_then(|i| self.files.get_mut(i)).and_then(Option::as_mut) {
+        if let Some(f) = self.slot(idx) {
             if let Some(h) = f.hash.as_mut() {
                 h.update(data);
             }
@@ -298,7 +304,7 @@ impl Ctx {
 
     /// File `idx` ended: its hash is final.
     pub fn file_done(&mut self, idx: Option<usize>) {
-        if let Some(f) = idx.and_then(|i| self.files.get_mut(i)).and_then(Option::as_mut) {
+        if let Some(f) = self.slot(idx) {
             f.finalize(false);
         }
     }

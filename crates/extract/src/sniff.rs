@@ -97,10 +97,7 @@ impl FileNode {
         if !self.opened {
             self.opened = true;
             if self.origin != Origin::Transcoded {
-                self.idx = cx.new_file(self.name.clone());
-                if let Some(f) = cx.file_mut(self.idx) {
-                    f.field.clone_from(&self.field);
-                }
+                self.idx = cx.new_file(self.name.clone(), self.field.clone());
             }
         }
     }
