@@ -171,26 +171,8 @@ fn ext_value(v: &str) -> String {
     let mut it = v.splitn(3, '\'');
     let (Some(charset), Some(_language), Some(value)) = (it.next(), it.next(), it.next()) else { return v.to_string() };
     let encoding = encoding_rs::Encoding::for_label(charset.trim().as_bytes()).unwrap_or(encoding_rs::UTF_8);
-    encoding.decode_without_bom_handling(&percent_decode(value)).0.into_owned()
-}
-
-fn percent_decode(s: &str) -> Vec<u8> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%'
-            && i + 2 < b.len()
-            && let (Some(h), Some(l)) = ((b[i + 1] as char).to_digit(16), (b[i + 2] as char).to_digit(16))
-        {
-            out.push((h * 16 + l) as u8);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    out
+    let bytes: std::borrow::Cow<'_, [u8]> = percent_encoding::percent_decode_str(value).into();
+    encoding.decode_without_bom_handling(&bytes).0.into_owned()
 }
 
 impl Node for Multipart {
