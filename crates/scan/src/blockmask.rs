@@ -7,7 +7,8 @@
 //! loops over arrays vectorise the compares, but the compiler cannot see that packing 0/1 flags
 //! into bits is a movemask and spends more on the packing than on the compares (digit mask of
 //! prose: 8 GB/s as loops, 21 GB/s with movemask). `std::arch` intrinsics need `unsafe` to call
-//! from code not itself compiled for SSE2, and these crates are `#![forbid(unsafe_code)]`;
+//! from code not itself compiled for SSE2, and these crates avoid `unsafe` (the sweep's AVX2 path
+//! is the one exception, kept to its own module);
 //! `safe_arch` (the safe intrinsics under the `wide` crate) offers the same SSE2 instructions as
 //! safe functions, compiled in when the target has SSE2, which every x86-64 target has. On
 //! other targets the same masks come from the plain loops.

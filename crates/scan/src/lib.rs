@@ -51,7 +51,6 @@
 //! Matched values exist only transiently in the scan buffer. Findings hold masked samples
 //! ([`mask`]), offsets, counts and, when the caller supplies a key, HMAC-SHA256 digests of the
 //! values so incidents can be correlated without storing them.
-#![forbid(unsafe_code)]
 
 pub mod blockmask;
 pub mod engine;

@@ -713,7 +713,12 @@ impl Ruleset {
             })
             .collect();
         let fold: Vec<bool> = owners.iter().map(|os| ci && os.iter().any(|(di, _)| !detectors[*di].case_sensitive)).collect();
-        let sweep = crate::sweep::Sweep::new(&patterns, &fold, &word, !shapes.is_empty());
+        let sweep = crate::sweep::Sweep::new(
+            &patterns,
+            &fold,
+            &word,
+            (!shapes.is_empty()).then(|| crate::sweep::DigitGate::for_shapes(shapes.iter().map(|s| (s.total, s.upper_before)))),
+        );
         let digit_min_total = shapes.iter().map(|s| s.total).min().unwrap_or(0);
         let digit_min_run = shapes.iter().map(|s| s.run).min().unwrap_or(0);
         let longest_literal = patterns.iter().map(Vec::len).max().unwrap_or(0);

@@ -15,7 +15,9 @@
 //! the automaton over the few candidate blocks (prose, one core: 282 → 205 ms per 640 MiB). No crate
 //! searches for a byte class and a byte-pair class at once. This sweep reads each byte once,
 //! as [`Block64`] class masks (SSE2 compares and movemasks on x86-64, plain loops elsewhere;
-//! no `unsafe`); the automaton then runs only over candidate blocks,
+//! with AVX2 where the CPU has it, in [`avx2`], the crate's only `unsafe`, which says why); the
+//! digit runs of blocks whose numbers no digit detector can use are dropped at the mask level
+//! ([`DigitGate`]); the automaton then runs only over candidate blocks,
 //! or over the whole buffer when they are not rare (dense or binary data) or when the literals'
 //! first bytes are too common for the filter to say anything (lowercase literals that are not
 //! whole-word keywords). With 2,000 lowercase code names next to the built-ins, 64 MiB of prose:
@@ -25,6 +27,9 @@ use std::collections::HashSet;
 use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::blockmask::{Block64, prefetch};
+
+#[cfg(target_arch = "x86_64")]
+mod avx2;
 
 /// How far ahead of the block being classified the sweep asks for cache lines. Each block costs
 /// enough instructions that the CPU's out-of-order window covers only a few blocks ahead, so a
@@ -191,6 +196,84 @@ pub(crate) struct Sweep {
     /// `None`: the automaton searches whole buffers.
     filter: Option<Filter>,
     digits: bool,
+    gate: DigitGate,
+    /// Where the CPU has AVX2, blocks are classified with it.
+    #[cfg(target_arch = "x86_64")]
+    avx2: Option<avx2::Avx2>,
+}
+
+/// Which blocks' digit runs the digit detectors can use, from their shapes: a run only matters
+/// inside a group (runs separated by single bytes) that holds as many digits as some shape
+/// needs, or right after an uppercase letter for shapes that need one (`GB82…`, `A123456(3)`).
+/// Prose is full of numbers that are neither (years, amounts, page numbers); the blocks whose
+/// groups all lie inside them are skipped at the mask level, without taking their runs one by
+/// one (prose, one core, in cache: the grouping of those runs cost as much as the sweep).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct DigitGate {
+    /// Fewest bytes a group spans for a shape without an uppercase prefix (it holds at least
+    /// that many digits); `usize::MAX`: every shape needs an uppercase prefix.
+    span: usize,
+    /// Some shape needs an uppercase letter right before a run.
+    upper: bool,
+}
+
+impl Default for DigitGate {
+    fn default() -> DigitGate {
+        DigitGate::ALL
+    }
+}
+
+impl DigitGate {
+    /// Keeps every run.
+    pub(crate) const ALL: DigitGate = DigitGate { span: 0, upper: false };
+
+    /// The gate for shapes `(total digits, uppercase letters before a run)`.
+    pub(crate) fn for_shapes(shapes: impl IntoIterator<Item = (usize, usize)>) -> DigitGate {
+        let mut gate = DigitGate { span: usize::MAX, upper: false };
+        for (total, upper_before) in shapes {
+            if upper_before > 0 {
+                gate.upper = true;
+            } else {
+                gate.span = gate.span.min(total);
+            }
+        }
+        gate
+    }
+
+    /// Whether the runs of the block at `at` with digit mask `d` (non-zero) may matter. `false`
+    /// only when no digit is within two bytes of the block's edges (so no group reaches past
+    /// them, and no run is open into or out of the block), no group inside spans `span` bytes,
+    /// and no run starts right after an uppercase letter.
+    #[inline]
+    fn may_use(&self, d: u64, hay: &[u8], at: usize) -> bool {
+        const EDGES: u64 = 0b11 | 0b11 << 62;
+        if d & EDGES != 0 || self.span < 3 {
+            return true;
+        }
+        if self.span < 63 {
+            // Bit p of `r`: bytes p..p + span are all digits or single-byte gaps between them.
+            let g = d | ((d << 1) & (d >> 1));
+            let (mut r, mut len) = (g, 1);
+            while len * 2 <= self.span {
+                r &= r >> len;
+                len *= 2;
+            }
+            if r & (r >> (self.span - len)) != 0 {
+                return true;
+            }
+        }
+        if self.upper {
+            let mut starts = d & !(d << 1);
+            while starts != 0 {
+                let s = at + starts.trailing_zeros() as usize;
+                starts &= starts - 1;
+                if hay.get(s.wrapping_sub(1)).is_some_and(u8::is_ascii_uppercase) {
+                    return true;
+                }
+            }
+        }
+        false
+    }
 }
 
 /// Candidate blocks are used only while at most one block in this many is a candidate;
@@ -216,7 +299,8 @@ impl Sweep {
     /// bytes later, so only its own case needs finding); `word[i]`: literal `i` is only ever
     /// reported at a word start (it begins with a word byte and every detector using it is a
     /// keyword-only, whole-word one).
-    pub(crate) fn new(literals: &[Vec<u8>], fold: &[bool], word: &[bool], digits: bool) -> Sweep {
+    /// `digits`: the gate for the digit detectors' runs (`None`: there are none).
+    pub(crate) fn new(literals: &[Vec<u8>], fold: &[bool], word: &[bool], digits: Option<DigitGate>) -> Sweep {
         let folds = |i: usize| fold.get(i).copied().unwrap_or(false);
         let with_cases = |i: usize, b: u8| -> Vec<u8> {
             if folds(i) && b.is_ascii_alphabetic() { vec![b.to_ascii_lowercase(), b.to_ascii_uppercase()] } else { vec![b] }
@@ -247,7 +331,23 @@ impl Sweep {
             }
             _ => None,
         };
-        Sweep { filter, digits }
+        Sweep {
+            filter,
+            digits: digits.is_some(),
+            gate: digits.unwrap_or(DigitGate::ALL),
+            #[cfg(target_arch = "x86_64")]
+            avx2: avx2::Avx2::detect(),
+        }
+    }
+
+    /// [`classify_segment`], with AVX2 where the CPU has it.
+    #[inline(always)]
+    fn classify(&self, hay: &[u8], first: usize, count: usize, look: Looking<'_>, m: &mut Masks) {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(avx2) = self.avx2 {
+            return avx2.classify_segment(hay, first, count, look, m);
+        }
+        classify_segment(hay, first, count, look, m)
     }
 
     /// Sweeps `hay`; `has_literals` says whether there is an automaton to feed.
@@ -277,7 +377,7 @@ impl Sweep {
         for (seg, word) in out.candidate_blocks.iter_mut().enumerate() {
             let first = seg * 64;
             let count = (blocks - first).min(64);
-            classify_segment(hay, first, count, look, &mut masks);
+            self.classify(hay, first, count, look, &mut masks);
             // Literal candidates: the pair test's blocks, then word starts in the others.
             let mut cand = masks.pairs;
             if let Some(wk) = look.words {
@@ -307,6 +407,11 @@ impl Sweep {
                 let k = with_digits.trailing_zeros() as usize;
                 with_digits &= with_digits - 1;
                 let bi = first + k;
+                if !self.gate.may_use(masks.digits[k], hay, bi * 64) {
+                    // Its runs end before the block's end and no run is open into it (see
+                    // `may_use`), so skipping it leaves the runs around it as they were.
+                    continue;
+                }
                 if bi != next_block
                     && let Some(s) = open.take()
                 {
@@ -422,18 +527,7 @@ fn classify_segment(hay: &[u8], first: usize, count: usize, look: Looking<'_>, m
         if let Some(ahead) = hay.get(at + PREFETCH_AHEAD) {
             prefetch(ahead);
         }
-        // The block and the byte after it (the pair test's second byte); near the end,
-        // zero-padded: zeros are no digits, no word bytes, and a literal starting there must
-        // end inside `hay`, so the bytes it is matched against are all real.
-        let window = match hay.get(at..at + WINDOW).and_then(|w| <&[u8; WINDOW]>::try_from(w).ok()) {
-            Some(window) => window,
-            None => {
-                let tail = hay.get(at..).unwrap_or_default();
-                rest.fill(0);
-                rest[..tail.len()].copy_from_slice(tail);
-                &rest
-            }
-        };
+        let window = block_window(hay, at, &mut rest);
         let (Some(block), Some(next)) = (window.first_chunk::<64>(), window.get(1..).and_then(|w| w.first_chunk::<64>())) else {
             continue;
         };
@@ -451,6 +545,22 @@ fn classify_segment(hay: &[u8], first: usize, count: usize, look: Looking<'_>, m
         }
         if look.words.is_some() {
             m.words[k] = (block.or_each(0x20).in_range(b'a', b'z') | block.in_range(b'0', b'9') | block.eq(b'_')).bits();
+        }
+    }
+}
+
+/// The block of `hay` at `at` and the byte after it (the pair test's second byte); near the
+/// end, copied into `rest` zero-padded: zeros are no digits, no word bytes, and a literal
+/// starting there must end inside `hay`, so the bytes it is matched against are all real.
+#[inline(always)]
+fn block_window<'a>(hay: &'a [u8], at: usize, rest: &'a mut [u8; WINDOW]) -> &'a [u8; WINDOW] {
+    match hay.get(at..at + WINDOW).and_then(|w| <&[u8; WINDOW]>::try_from(w).ok()) {
+        Some(window) => window,
+        None => {
+            let tail = hay.get(at..).unwrap_or_default();
+            rest.fill(0);
+            rest[..tail.len()].copy_from_slice(tail);
+            rest
         }
     }
 }
@@ -489,7 +599,7 @@ mod tests {
 
     fn runs(h: &[u8]) -> Vec<(usize, usize)> {
         let mut out = SweepOut::default();
-        Sweep::new(&[], &[], &[], true).run(h, false, &mut out);
+        Sweep::new(&[], &[], &[], Some(DigitGate::ALL)).run(h, false, &mut out);
         out.runs
     }
 
@@ -555,6 +665,55 @@ mod tests {
                 assert_eq!(runs(&h), naive(&h), "len {len} density {density}");
             }
         }
+    }
+
+    /// Runs of the digit detectors' shapes: the built-ins' (card, SSN, PRC ID, HKID, IBAN).
+    fn gated_runs(h: &[u8]) -> Vec<(usize, usize)> {
+        let gate = DigitGate::for_shapes([(13, 0), (9, 0), (17, 0), (6, 1), (2, 2)]);
+        assert_eq!(gate, DigitGate { span: 9, upper: true });
+        let mut out = SweepOut::default();
+        Sweep::new(&[], &[], &[], Some(gate)).run(h, false, &mut out);
+        out.runs
+    }
+
+    #[test]
+    fn the_digit_gate_keeps_every_run_a_shape_can_use() {
+        let mut x = XorShift(7);
+        for len in [0usize, 5, 63, 64, 65, 200, 1000, 5000] {
+            for _ in 0..200 {
+                // Sparse digits among letters, separators and capitals.
+                let h: Vec<u8> = (0..len).map(|_| b"0123456789 -.abcdefghijklmnopqrstuvwxyzQZ"[(x.next() % 40) as usize]).collect();
+                let all = naive(&h);
+                let kept = gated_runs(&h);
+                assert!(kept.iter().all(|r| all.contains(r)), "only real runs");
+                // Groups: runs separated by single bytes. One that spans 9 bytes (a shape
+                // without a prefix needs 9 digits) or has a run right after a capital must be
+                // kept whole.
+                let mut i = 0;
+                while i < all.len() {
+                    let mut j = i + 1;
+                    while j < all.len() && all[j].0 == all[j - 1].1 + 1 {
+                        j += 1;
+                    }
+                    let group = &all[i..j];
+                    let long = group[group.len() - 1].1 - group[0].0 >= 9;
+                    let capital = group.iter().any(|&(s, _)| s > 0 && h[s - 1].is_ascii_uppercase());
+                    if long || capital {
+                        assert!(group.iter().all(|r| kept.contains(r)), "{group:?} of {:?}", String::from_utf8_lossy(&h));
+                    }
+                    i = j;
+                }
+            }
+        }
+        // In prose, years, amounts and page numbers are not taken one by one; values are.
+        let pad = "x".repeat(100);
+        let text = format!("{pad}in 2024 we paid 1,250.00 (p. 12){pad}SSN 536-22-8726{pad}IBAN GB82WEST1234{pad}id A123456(3){pad}");
+        let found: Vec<(usize, &str)> = gated_runs(text.as_bytes()).iter().map(|&(s, e)| (s, &text[s..e])).collect();
+        let values: Vec<&str> = found.iter().filter(|(s, _)| *s >= 200).map(|r| r.1).collect();
+        assert_eq!(values, ["536", "22", "8726", "82", "1234", "123456", "3"]);
+        // "12" ends two bytes after a block's start (it may belong to a group from the block
+        // before, so it is kept); the others lie inside the block.
+        assert_eq!(found.iter().filter(|(s, _)| *s < 200).map(|r| r.1).collect::<Vec<_>>(), ["12"]);
     }
 
     #[test]
@@ -633,7 +792,7 @@ mod tests {
         let mut x = XorShift(42);
         for (lits, ci) in sets {
             let (ac, pats, longest) = automaton(lits, ci);
-            let sweep = Sweep::new(&pats, &vec![ci; pats.len()], &[], true);
+            let sweep = Sweep::new(&pats, &vec![ci; pats.len()], &[], Some(DigitGate::ALL));
             for len in [0usize, 1, 2, 63, 64, 65, 127, 128, 129, 700, 4096] {
                 for _ in 0..20 {
                     let mut h: Vec<u8> = (0..len).map(|_| b"the quick brown fox 12 Asia, "[(x.next() % 29) as usize]).collect();
@@ -661,23 +820,23 @@ mod tests {
     #[test]
     fn the_filter_applies_to_the_builtins_and_not_to_lowercase_dictionaries() {
         let builtin: Vec<Vec<u8>> = ["AKIA", "SECRET", "p_", "o_", "PRIVATE KEY"].iter().map(|l| l.as_bytes().to_vec()).collect();
-        assert!(Sweep::new(&builtin, &[], &[], true).filter.is_some());
+        assert!(Sweep::new(&builtin, &[], &[], Some(DigitGate::ALL)).filter.is_some());
         let dictionary: Vec<Vec<u8>> = ["falcon", "osprey"].iter().map(|l| l.as_bytes().to_vec()).collect();
         let no = [false, false];
-        assert!(Sweep::new(&dictionary, &no, &no, true).filter.is_none());
-        assert!(Sweep::new(&[b"X".to_vec()], &no, &no, true).filter.is_none());
+        assert!(Sweep::new(&dictionary, &no, &no, Some(DigitGate::ALL)).filter.is_none());
+        assert!(Sweep::new(&[b"X".to_vec()], &no, &no, Some(DigitGate::ALL)).filter.is_none());
         // ...unless the dictionary is of whole words: then they are looked up at word starts,
         // next to the case-sensitive built-ins.
         let both: Vec<Vec<u8>> = builtin.iter().chain(&dictionary).cloned().collect();
         let fold: Vec<bool> = (0..both.len()).map(|i| i >= builtin.len()).collect();
-        assert!(Sweep::new(&both, &fold, &fold, true).filter.is_some());
+        assert!(Sweep::new(&both, &fold, &fold, Some(DigitGate::ALL)).filter.is_some());
         // Prose gives almost no candidate blocks: the automaton searches a small part of it.
         let prose = b"The committee met on Monday and reviewed the quarterly budget of 2024. ".repeat(100);
         let mut out = SweepOut::default();
-        Sweep::new(&builtin, &[], &[], true).run(&prose, true, &mut out);
+        Sweep::new(&builtin, &[], &[], Some(DigitGate::ALL)).run(&prose, true, &mut out);
         let searched: usize = out.literal_spans.iter().map(|(s, e)| e - s).sum();
         assert!(searched * 20 < prose.len(), "searched {searched} of {}", prose.len());
-        Sweep::new(&both, &fold, &fold, true).run(&prose, true, &mut out);
+        Sweep::new(&both, &fold, &fold, Some(DigitGate::ALL)).run(&prose, true, &mut out);
         let searched: usize = out.literal_spans.iter().map(|(s, e)| e - s).sum();
         assert!(searched * 20 < prose.len(), "searched {searched} of {}", prose.len());
     }
@@ -715,7 +874,7 @@ mod tests {
         for (lits, word, fold_of) in sets {
             let ci = fold_of.iter().any(|&f| f);
             let (ac, pats, longest) = automaton(lits, ci);
-            let sweep = Sweep::new(&pats, fold_of, word, true);
+            let sweep = Sweep::new(&pats, fold_of, word, Some(DigitGate::ALL));
             // The third set has a lowercase, case-folded literal that is not a word literal:
             // no filter applies, and the swept search is the whole search.
             assert_eq!(sweep.filter.is_some(), lits.len() != 4, "{lits:?}");
