@@ -7,6 +7,7 @@
 #   PHASE_SECS=10 IDLE_CONNS=2000 benches/proxy_bench.sh
 #   BENCH_PHASES=upload benches/proxy_bench.sh   # only some phases: upload,multipart,get,plain,connect,idle
 #   UPLOAD_CONNS=16 BENCH_PHASES=upload benches/proxy_bench.sh   # uploads on 16 connections at once (default 4)
+#   ROUNDS=5 benches/proxy_bench.sh        # direct and proxied alternate in 5 rounds per phase (default 3)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Idle-connection phase holds IDLE_CONNS x 3 sockets across the two processes.

@@ -2,7 +2,8 @@
 //! same run, against the same loopback TLS origin (testkit). Run with `benches/proxy_bench.sh`
 //! (or `cargo bench --bench proxy_load`).
 //!
-//! Phases (each measured direct, then through the proxy, for `PHASE_SECS`):
+//! Phases (each measured direct and through the proxy for `PHASE_SECS` each, in `ROUNDS`
+//! alternating rounds):
 //! 1. 1 MiB uploads (POST) on keep-alive HTTPS connections — through the proxy they are
 //!    intercepted and inspected by the real DLP gate (built-in detectors); as a plain body, and
 //!    as a browser sends a file (multipart/form-data).
@@ -13,6 +14,9 @@
 //! Proxy CPU per request comes from /proc/PID/stat (utime+stime), peak RSS from VmHWM.
 //! The load generator and the origin share this process; on a 2-core machine all three compete
 //! for the CPU, so ratios (same run, same load generator) matter more than absolute figures.
+//! The machine's speed drifts (other guests on the host); alternating direct and proxied in
+//! rounds (default 3) spreads the drift over both sides instead of letting it fall on one, and
+//! the per-round ratios printed next to the total show how much it moved.
 #![allow(clippy::unwrap_used)]
 
 use std::net::SocketAddr;
@@ -40,6 +44,16 @@ fn upload_conns() -> usize {
 
 fn phase_secs() -> u64 {
     std::env::var("PHASE_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(5)
+}
+
+/// Alternating direct/proxied rounds per phase (`ROUNDS`, default 3); each side runs
+/// `PHASE_SECS / ROUNDS` per round.
+fn rounds() -> u32 {
+    std::env::var("ROUNDS").ok().and_then(|s| s.parse().ok()).filter(|&n| n > 0).unwrap_or(3)
+}
+
+fn round_duration() -> Duration {
+    Duration::from_secs(phase_secs()) / rounds()
 }
 
 fn start_proxy(dir: &Path, origin_port: u16, origin_pem: &Path) -> ProxyProcess {
@@ -122,7 +136,7 @@ where
     let count = Arc::new(AtomicU64::new(0));
     let tasks: Vec<_> = (0..workers).map(|_| tokio::spawn(work(stop.clone(), count.clone()))).collect();
     let start = Instant::now();
-    tokio::time::sleep(Duration::from_secs(phase_secs())).await;
+    tokio::time::sleep(round_duration()).await;
     stop.store(true, Ordering::Relaxed);
     let n = count.load(Ordering::Relaxed);
     let secs = start.elapsed().as_secs_f64();
@@ -162,24 +176,39 @@ async fn new_conns(route: &Route, workers: usize) -> f64 {
     .await
 }
 
-/// Run the direct measurement, then the proxied one while sampling the proxy's CPU.
-async fn phase(
-    name: &str,
-    unit: &'static str,
-    proxy: &ProxyProcess,
-    direct: impl std::future::Future<Output = f64>,
-    proxied: impl std::future::Future<Output = f64>,
-) -> Row {
-    let (l0, t0) = (own_cpu_secs(), Instant::now());
-    let d = direct.await;
-    let load_direct = (own_cpu_secs() - l0) * 1000.0 / (d * t0.elapsed().as_secs_f64());
-    let (c0, l0) = (proxy.cpu_secs(), own_cpu_secs());
-    let t0 = Instant::now();
-    let v = proxied.await;
-    let cpu = proxy.cpu_secs() - c0;
-    let n = v * t0.elapsed().as_secs_f64();
-    let load_proxied = (own_cpu_secs() - l0) * 1000.0 / n;
-    Row { name: name.to_string(), unit, direct: d, proxied: v, cpu_ms_per_req: cpu * 1000.0 / n, load_direct, load_proxied }
+/// Runs the direct and the proxied measurement in alternating rounds, sampling the proxy's CPU
+/// during the proxied ones.
+async fn phase<D, P, Fd, Fp>(name: &str, unit: &'static str, proxy: &ProxyProcess, direct: D, proxied: P) -> Row
+where
+    D: Fn() -> Fd,
+    P: Fn() -> Fp,
+    Fd: std::future::Future<Output = f64>,
+    Fp: std::future::Future<Output = f64>,
+{
+    // Completions and seconds on each side, CPU seconds of this process on each side, proxy CPU.
+    let (mut d_n, mut d_t, mut d_own, mut v_n, mut v_t, mut v_own, mut v_proxy) = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
+    let mut ratios = Vec::new();
+    for _ in 0..rounds() {
+        let (l0, t0) = (own_cpu_secs(), Instant::now());
+        let d = direct().await;
+        let (dt, own) = (t0.elapsed().as_secs_f64(), own_cpu_secs() - l0);
+        (d_n, d_t, d_own) = (d_n + d * dt, d_t + dt, d_own + own);
+        let (c0, l0, t0) = (proxy.cpu_secs(), own_cpu_secs(), Instant::now());
+        let v = proxied().await;
+        let (vt, own, cpu) = (t0.elapsed().as_secs_f64(), own_cpu_secs() - l0, proxy.cpu_secs() - c0);
+        (v_n, v_t, v_own, v_proxy) = (v_n + v * vt, v_t + vt, v_own + own, v_proxy + cpu);
+        ratios.push(v / d);
+    }
+    Row {
+        name: name.to_string(),
+        unit,
+        direct: d_n / d_t,
+        proxied: v_n / v_t,
+        cpu_ms_per_req: v_proxy * 1000.0 / v_n,
+        load_direct: d_own * 1000.0 / d_n,
+        load_proxied: v_own * 1000.0 / v_n,
+        ratios,
+    }
 }
 
 /// CPU seconds used by this process (the load generator and the origin), from /proc/self/stat.
@@ -200,6 +229,8 @@ struct Row {
     /// CPU of this process (client + origin) per request, going direct and through the proxy.
     load_direct: f64,
     load_proxied: f64,
+    /// Proxied / direct of each round.
+    ratios: Vec<f64>,
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -257,19 +288,22 @@ async fn main() {
     for (id, what, payload) in [("upload", "1 MiB upload", plain), ("multipart", "1 MiB multipart upload", multipart)] {
         if wanted(id) {
             let name = format!("{what}, inspected ({up_conns} conns)");
-            rows.push(phase(&name, "MiB/s", &proxy, upload(direct.clone(), payload.clone()), upload(via.clone(), payload)).await);
+            let (d, v) = (|| upload(direct.clone(), payload.clone()), || upload(via.clone(), payload.clone()));
+            rows.push(phase(&name, "MiB/s", &proxy, d, v).await);
         }
     }
     if wanted("get") {
         rows.push(
-            phase("small GET keep-alive, HTTPS intercepted (32 conns)", "req/s", &proxy, get(direct.clone()), get(via.clone())).await,
+            phase("small GET keep-alive, HTTPS intercepted (32 conns)", "req/s", &proxy, || get(direct.clone()), || get(via.clone())).await,
         );
     }
     if wanted("plain") {
-        rows.push(phase("small GET keep-alive, plain HTTP (32 conns)", "req/s", &proxy_plain, get(direct_plain), get(via_plain)).await);
+        let (d, v) = (|| get(direct_plain.clone()), || get(via_plain.clone()));
+        rows.push(phase("small GET keep-alive, plain HTTP (32 conns)", "req/s", &proxy_plain, d, v).await);
     }
     if wanted("connect") {
-        rows.push(phase("new CONNECT+TLS+GET per request (8 workers)", "conn/s", &proxy, conn(direct), conn(via.clone())).await);
+        let (d, v) = (|| conn(direct.clone()), || conn(via.clone()));
+        rows.push(phase("new CONNECT+TLS+GET per request (8 workers)", "conn/s", &proxy, d, v).await);
     }
 
     // 4. Idle intercepted connections: RSS per connection.
@@ -286,15 +320,19 @@ async fn main() {
     let hwm = proxy.status_kib("VmHWM:");
     drop(idle);
 
-    println!("\nPortcullis proxy bench — loopback, same run, same load generator (PHASE_SECS={})", phase_secs());
     println!(
-        "{:<52} {:>8} {:>12} {:>12} {:>8} {:>14} {:>22}",
-        "phase", "unit", "direct", "proxy", "ratio", "proxy CPU/req", "client+origin CPU/req"
+        "\nPortcullis proxy bench — loopback, same run, same load generator (PHASE_SECS={} per side, in ROUNDS={} alternating rounds)",
+        phase_secs(),
+        rounds()
+    );
+    println!(
+        "{:<52} {:>8} {:>12} {:>12} {:>8} {:>14} {:>22}  {}",
+        "phase", "unit", "direct", "proxy", "ratio", "proxy CPU/req", "client+origin CPU/req", "ratio per round"
     );
     for r in &rows {
         let (d, v) = (r.direct, r.proxied);
         println!(
-            "{:<52} {:>8} {:>12.1} {:>12.1} {:>7.0}% {:>11.3} ms {:>7.3} / {:.3} ms",
+            "{:<52} {:>8} {:>12.1} {:>12.1} {:>7.0}% {:>11.3} ms {:>7.3} / {:.3} ms  {}",
             r.name,
             r.unit,
             d,
@@ -302,7 +340,8 @@ async fn main() {
             100.0 * v / d,
             r.cpu_ms_per_req,
             r.load_direct,
-            r.load_proxied
+            r.load_proxied,
+            r.ratios.iter().map(|x| format!("{:.0}%", 100.0 * x)).collect::<Vec<_>>().join(" ")
         );
     }
     println!("(client+origin CPU/req: this process, going direct / through the proxy; all share 2 cores)");
