@@ -326,8 +326,8 @@ async fn main() {
         rounds()
     );
     println!(
-        "{:<52} {:>8} {:>12} {:>12} {:>8} {:>14} {:>22}  {}",
-        "phase", "unit", "direct", "proxy", "ratio", "proxy CPU/req", "client+origin CPU/req", "ratio per round"
+        "{:<52} {:>8} {:>12} {:>12} {:>8} {:>14} {:>22}  ratio per round",
+        "phase", "unit", "direct", "proxy", "ratio", "proxy CPU/req", "client+origin CPU/req"
     );
     for r in &rows {
         let (d, v) = (r.direct, r.proxied);
