@@ -191,12 +191,12 @@ struct Filter {
 }
 
 /// The sweep's configuration, derived from a ruleset's literals and digit detectors.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub(crate) struct Sweep {
     /// `None`: the automaton searches whole buffers.
     filter: Option<Filter>,
-    digits: bool,
-    gate: DigitGate,
+    /// The digit detectors' gate (`None`: there are no digit detectors, no runs to find).
+    digits: Option<DigitGate>,
     /// Where the CPU has AVX2, blocks are classified with it.
     #[cfg(target_arch = "x86_64")]
     avx2: Option<avx2::Avx2>,
@@ -217,14 +217,9 @@ pub(crate) struct DigitGate {
     upper: bool,
 }
 
-impl Default for DigitGate {
-    fn default() -> DigitGate {
-        DigitGate::ALL
-    }
-}
-
 impl DigitGate {
-    /// Keeps every run.
+    /// Keeps every run (for the tests of run finding itself).
+    #[cfg(test)]
     pub(crate) const ALL: DigitGate = DigitGate { span: 0, upper: false };
 
     /// The gate for shapes `(total digits, uppercase letters before a run)`.
@@ -250,7 +245,8 @@ impl DigitGate {
         if d & EDGES != 0 || self.span < 3 {
             return true;
         }
-        if self.span < 63 {
+        // A group inside the block lies within bytes 2..62 (60 bytes); a longer span never fits.
+        if self.span <= 60 {
             // Bit p of `r`: bytes p..p + span are all digits or single-byte gaps between them.
             let g = d | ((d << 1) & (d >> 1));
             let (mut r, mut len) = (g, 1);
@@ -333,8 +329,7 @@ impl Sweep {
         };
         Sweep {
             filter,
-            digits: digits.is_some(),
-            gate: digits.unwrap_or(DigitGate::ALL),
+            digits,
             #[cfg(target_arch = "x86_64")]
             avx2: avx2::Avx2::detect(),
         }
@@ -359,7 +354,7 @@ impl Sweep {
         if has_literals && filter.is_none() {
             out.literal_spans.push((0, hay.len()));
         }
-        if !self.digits && filter.is_none() {
+        if self.digits.is_none() && filter.is_none() {
             return;
         }
         let n = hay.len();
@@ -372,7 +367,8 @@ impl Sweep {
         let mut next_block = 0;
         // Whether the byte before the block is a word byte (the buffer's start counts as none).
         let mut word_before = false;
-        let look = Looking { pairs: filter.and_then(|f| f.pairs), words: filter.and_then(|f| f.words.as_ref()), digits: self.digits };
+        let look =
+            Looking { pairs: filter.and_then(|f| f.pairs), words: filter.and_then(|f| f.words.as_ref()), digits: self.digits.is_some() };
         let mut masks = Masks::default();
         for (seg, word) in out.candidate_blocks.iter_mut().enumerate() {
             let first = seg * 64;
@@ -407,7 +403,7 @@ impl Sweep {
                 let k = with_digits.trailing_zeros() as usize;
                 with_digits &= with_digits - 1;
                 let bi = first + k;
-                if !self.gate.may_use(masks.digits[k], hay, bi * 64) {
+                if self.digits.is_some_and(|gate| !gate.may_use(masks.digits[k], hay, bi * 64)) {
                     // Its runs end before the block's end and no run is open into it (see
                     // `may_use`), so skipping it leaves the runs around it as they were.
                     continue;
