@@ -4,12 +4,12 @@
 //! Why this module holds the crate's only `unsafe`: the portable path ([`super::classify_segment`]
 //! on [`crate::blockmask`]) can only use what every x86-64 CPU has, SSE2, because a binary that
 //! operators deploy cannot assume more. With SSE2 a 64-byte block costs about 100 instructions
-//! (16-byte vectors, and two-operand encodings that copy registers before every compare); here
-//! it costs about 40. Choosing AVX2 at run time needs a call into a `#[target_feature]` function,
-//! which Rust only allows in `unsafe`, and a vector load from a slice is an `unsafe` intrinsic.
-//! Both are wrapped here: [`Avx2`] can only be made where the CPU has AVX2, and loads take
-//! references to exactly 32 bytes. Prose, 64 MiB, one core, criterion: 4.8 → 8.4 GiB/s for the
-//! whole scanner together with [`super::DigitGate`].
+//! (four 16-byte vectors, and two-operand encodings that copy a register before most compares);
+//! here about half as many. Choosing AVX2 at run time needs a call into a `#[target_feature]`
+//! function, which Rust only allows in `unsafe`, and a vector load from a slice is an `unsafe`
+//! intrinsic. Both are wrapped here: [`Avx2`] can only be made where the CPU has AVX2, and loads
+//! take references to exactly 32 bytes. Prose, 64 MiB, one core, criterion: 4.8 → 7.8–8.4 GiB/s
+//! for the whole scanner, together with [`super::DigitGate`].
 //!
 //! The masks are the same as the portable path's, bit for bit (tested below on random text).
 #![allow(unsafe_code)]
