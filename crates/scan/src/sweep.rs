@@ -71,11 +71,25 @@ impl ByteClass {
     }
 }
 
-/// Where literals may start: byte `i` in the first class and byte `i + 1` in the second.
+/// Where literals may start: byte `i` in the first class and byte `i + 1` in the second, for a
+/// literal starting at most `back` bytes before `i`.
+///
+/// Each literal is represented by one pair of adjacent bytes: its first pair that ordinary text
+/// is not full of (not two lowercase letters or spaces), else its first. `ghp_` goes by `p_`:
+/// its first pairs (`gh`, `hp`) are everywhere in English, while the literal itself is rare
+/// in text and in source code alike, so the automaton, searching the whole literal, reports
+/// little; a literal of just `p_` would be reported at every `temp_` of snake_case code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct LiteralStarts {
     first: ByteClass,
     second: ByteClass,
+    back: usize,
+}
+
+/// The offset of the byte pair that represents `lit` (see [`LiteralStarts`]; `lit.len() >= 2`).
+fn pair_offset(lit: &[u8]) -> usize {
+    let common = |b: u8| b.is_ascii_lowercase() || b == b' ';
+    lit.windows(2).position(|p| !(common(p[0]) && common(p[1]))).unwrap_or(0)
 }
 
 /// Shortest word literal looked up by its first bytes; shorter ones go by byte-pair classes.
@@ -309,11 +323,13 @@ impl Sweep {
         } else if others.is_empty() {
             Ok(None)
         } else {
-            let first = ByteClass::cover(others.iter().flat_map(|&i| with_cases(i, literals[i][0])));
-            let second = ByteClass::cover(others.iter().flat_map(|&i| with_cases(i, literals[i][1])));
+            let offset = |i: usize| pair_offset(&literals[i]);
+            let first = ByteClass::cover(others.iter().flat_map(|&i| with_cases(i, literals[i][offset(i)])));
+            let second = ByteClass::cover(others.iter().flat_map(|&i| with_cases(i, literals[i][offset(i) + 1])));
+            let back = others.iter().map(|&i| offset(i)).max().unwrap_or(0);
             match (first, second) {
                 (Some(first), Some(second)) if !(first.common_in_text() && second.common_in_text()) => {
-                    Ok(Some(LiteralStarts { first, second }))
+                    Ok(Some(LiteralStarts { first, second, back }))
                 }
                 _ => Err(()),
             }
@@ -427,16 +443,18 @@ impl Sweep {
             out.literal_spans.push((0, n));
             return;
         }
-        // Consecutive candidate blocks form one span.
+        // A candidate block's span starts `back` bytes early (a literal starts up to that far
+        // before its pair); consecutive or overlapping spans form one.
+        let back = filter.and_then(|f| f.pairs).map_or(0, |p| p.back);
         let mut span: Option<(usize, usize)> = None;
         for (wi, &word) in out.candidate_blocks.iter().enumerate() {
             let mut bits = word;
             while bits != 0 {
-                let s = (wi * 64 + bits.trailing_zeros() as usize) * 64;
+                let b = (wi * 64 + bits.trailing_zeros() as usize) * 64;
                 bits &= bits - 1;
-                let e = (s + 64).min(n);
+                let (s, e) = (b.saturating_sub(back), (b + 64).min(n));
                 match &mut span {
-                    Some(sp) if sp.1 == s => sp.1 = e,
+                    Some(sp) if sp.1 >= s => sp.1 = e,
                     _ => {
                         if let Some(sp) = span.replace((s, e)) {
                             out.literal_spans.push(sp);
@@ -780,8 +798,9 @@ mod tests {
     /// search of the whole buffer finds, for case-sensitive and case-insensitive literal sets.
     #[test]
     fn literal_spans_lose_no_match() {
-        let sets: [(&[&str], bool); 3] = [
+        let sets: [(&[&str], bool); 4] = [
             (&["AKIA", "ASIA", "SECRET", "TOP SECRET", "p_", "s_", "PRIVATE KEY"], false),
+            (&["AKIA", "ghp_", "gho_", "github_pat_", "-----BEGIN"], false),
             (&["Xq", "-----BEGIN", "zz"], false),
             (&["falcon", "Bluebird"], true),
         ];
@@ -791,7 +810,7 @@ mod tests {
             let sweep = Sweep::new(&pats, &vec![ci; pats.len()], &[], Some(DigitGate::ALL));
             for len in [0usize, 1, 2, 63, 64, 65, 127, 128, 129, 700, 4096] {
                 for _ in 0..20 {
-                    let mut h: Vec<u8> = (0..len).map(|_| b"the quick brown fox 12 Asia, "[(x.next() % 29) as usize]).collect();
+                    let mut h: Vec<u8> = (0..len).map(|_| b"the quick brown fox 12 Asia, _ghp"[(x.next() % 33) as usize]).collect();
                     for _ in 0..(x.next() % 4) {
                         let lit = lits[(x.next() % lits.len() as u64) as usize].as_bytes();
                         if lit.len() <= len {
@@ -802,10 +821,13 @@ mod tests {
                     assert_eq!(hits_swept(&sweep, &ac, longest, &h), hits_whole(&ac, &h), "{lits:?} {}", String::from_utf8_lossy(&h));
                 }
             }
-            // Every alignment relative to the 64-byte blocks, including the buffer's last bytes.
+            // Every alignment relative to the 64-byte blocks, at the buffer's start, in its middle
+            // and at its end. 2 KiB of spaces: a buffer with one or two candidate blocks is
+            // searched by spans (a short one, or one full of pair-class bytes, whole, as dense).
             for lit in lits {
-                for at in 0..200 - lit.len() {
-                    let mut h = vec![b'.'; 200];
+                let len = 2048;
+                for at in (0..200).chain(900..1100).chain(len - 200..len - lit.len()) {
+                    let mut h = vec![b' '; len];
                     h[at..at + lit.len()].copy_from_slice(lit.as_bytes());
                     assert_eq!(hits_swept(&sweep, &ac, longest, &h), hits_whole(&ac, &h), "{lit} at {at}");
                 }
@@ -815,7 +837,10 @@ mod tests {
 
     #[test]
     fn the_filter_applies_to_the_builtins_and_not_to_lowercase_dictionaries() {
-        let builtin: Vec<Vec<u8>> = ["AKIA", "SECRET", "p_", "o_", "PRIVATE KEY"].iter().map(|l| l.as_bytes().to_vec()).collect();
+        let builtin: Vec<Vec<u8>> =
+            ["AKIA", "SECRET", "ghp_", "github_pat_", "PRIVATE KEY"].iter().map(|l| l.as_bytes().to_vec()).collect();
+        // Token prefixes go by their first pair that is not lowercase text: `p_`, `b_`.
+        assert_eq!(builtin.iter().map(|l| pair_offset(l)).collect::<Vec<_>>(), [0, 0, 2, 5, 0]);
         assert!(Sweep::new(&builtin, &[], &[], Some(DigitGate::ALL)).filter.is_some());
         let dictionary: Vec<Vec<u8>> = ["falcon", "osprey"].iter().map(|l| l.as_bytes().to_vec()).collect();
         let no = [false, false];

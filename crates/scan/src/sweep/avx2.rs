@@ -128,7 +128,7 @@ mod tests {
             return;
         };
         let keys = WordKeys::new(&[b"falcon".as_slice(), b"osprey"], true);
-        let pairs = Some(LiteralStarts { first: ByteClass { lo: b'A', hi: b'u' }, second: ByteClass { lo: b'B', hi: b'_' } });
+        let pairs = Some(LiteralStarts { first: ByteClass { lo: b'A', hi: b'u' }, second: ByteClass { lo: b'B', hi: b'_' }, back: 0 });
         let mut x = 0x2545_F491_4F6C_DD1Du64;
         let alphabet = b"the Quick 0123456789 AKIA_ x-Y\n\xff\x00zZ";
         for len in [0usize, 1, 31, 32, 33, 63, 64, 65, 127, 128, 129, 4095, 4096, 4097, 9000] {
