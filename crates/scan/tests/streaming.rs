@@ -136,12 +136,35 @@ fn every_split_point_of_a_dense_sample() {
     let rules = all_rules();
     let input = FRAGMENTS.join(" ").into_bytes();
     let expect = whole(&rules, &input);
-    assert!(expect.contains("payment-card") && expect.contains("private-key") && expect.contains("codes"));
+    assert!(
+        expect.contains("payment-card") && expect.contains("private-key") && expect.contains("github-token") && expect.contains("codes")
+    );
     for cut in 0..=input.len() {
         assert_eq!(chunked(&rules, &input, &[cut]), expect, "split at {cut}");
     }
     for cut in 0..input.len().saturating_sub(7) {
         assert_eq!(chunked(&rules, &input, &[cut, cut + 3, cut + 7]), expect, "split at {cut}+3+7");
+    }
+}
+
+#[test]
+fn token_prefixes_are_found_at_every_alignment_in_sparse_text() {
+    // Prose leaves few candidate blocks, so the automaton searches spans around them. `ghp_` is
+    // found by its `p_`, two bytes in: a token starting in the last bytes of a 64-byte block has
+    // its pair in the next block, whose span must reach back to it. Also split inside the prefix.
+    let rules = Ruleset::builtin();
+    let token = b"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";
+    let prose = b"the minutes of the meeting are attached for review ".repeat(80);
+    for at in 1000..1200 {
+        let mut text = prose.clone();
+        text[at - 1] = b' ';
+        text[at..at + token.len()].copy_from_slice(token);
+        text[at + token.len()] = b' ';
+        let expect = whole(&rules, &text);
+        assert!(expect.contains("github-token") && expect.contains(&format!("offsets: [{at}]")), "token at {at}: {expect}");
+        for cut in [at, at + 1, at + 2, at + 3, at + 4] {
+            assert_eq!(chunked(&rules, &text, &[cut]), expect, "token at {at}, split at {cut}");
+        }
     }
 }
 
