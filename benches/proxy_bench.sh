@@ -5,7 +5,7 @@
 #
 #   benches/proxy_bench.sh                 # 5 s per phase, 1000 idle connections
 #   PHASE_SECS=10 IDLE_CONNS=2000 benches/proxy_bench.sh
-#   BENCH_PHASES=upload benches/proxy_bench.sh   # only some phases: upload,multipart,get,plain,connect,idle
+#   BENCH_PHASES=upload benches/proxy_bench.sh   # only some phases: upload,multipart,upload-h2,get,plain,connect,idle
 #   UPLOAD_CONNS=16 BENCH_PHASES=upload benches/proxy_bench.sh   # uploads on 16 connections at once (default 4)
 #   ROUNDS=5 benches/proxy_bench.sh        # direct and proxied alternate in 5 rounds per phase (default 3)
 set -euo pipefail

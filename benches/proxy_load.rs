@@ -6,7 +6,9 @@
 //! alternating rounds):
 //! 1. 1 MiB uploads (POST) on keep-alive HTTPS connections — through the proxy they are
 //!    intercepted and inspected by the real DLP gate (built-in detectors); as a plain body, and
-//!    as a browser sends a file (multipart/form-data).
+//!    as a browser sends a file (multipart/form-data); and the plain body over HTTP/2, as a
+//!    browser sends it (the client offers only h2; the proxy negotiates each side on its own, and
+//!    the origin offers h2 too).
 //! 2. Small GETs on keep-alive HTTPS connections (intercepted) and plain HTTP (absolute-form).
 //! 3. New connection per request: TCP + (CONNECT) + TLS handshake + one GET.
 //! 4. Idle connections: RSS growth of the proxy per idle intercepted connection.
@@ -31,7 +33,7 @@ use hyper_util::rt::TokioIo;
 use portcullis_testkit::{CertKind, Origin, ProxyProcess, TestCa, client_tls, connect_via};
 use tokio::net::TcpStream;
 
-/// `BENCH_PHASES=upload,multipart,get,plain,connect,idle` runs only the named phases (default: all), e.g. to
+/// `BENCH_PHASES=upload,multipart,upload-h2,get,plain,connect,idle` runs only the named phases (default: all), e.g. to
 /// profile one of them.
 fn wanted(phase: &str) -> bool {
     std::env::var("BENCH_PHASES").map_or(true, |v| v.split(',').any(|p| p.trim() == phase))
@@ -70,7 +72,26 @@ struct Route {
     tls: Option<Arc<rustls::ClientConfig>>,
 }
 
-type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+/// A client connection: HTTP/1.1, or HTTP/2 when the TLS handshake chose h2.
+enum Sender {
+    H1(hyper::client::conn::http1::SendRequest<Full<Bytes>>),
+    H2(hyper::client::conn::http2::SendRequest<Full<Bytes>>),
+}
+
+impl Sender {
+    async fn send(&mut self, req: hyper::Request<Full<Bytes>>) -> hyper::Response<hyper::body::Incoming> {
+        match self {
+            Sender::H1(s) => {
+                s.ready().await.unwrap();
+                s.send_request(req).await.unwrap()
+            }
+            Sender::H2(s) => {
+                s.ready().await.unwrap();
+                s.send_request(req).await.unwrap()
+            }
+        }
+    }
+}
 
 async fn open(route: &Route) -> Sender {
     let port = route.origin.port();
@@ -83,14 +104,20 @@ async fn open(route: &Route) -> Sender {
         Some(cfg) => {
             let name = rustls_pki_types::ServerName::try_from("origin.test").unwrap();
             let tls = tokio_rustls::TlsConnector::from(cfg.clone()).connect(name, tcp).await.unwrap();
+            if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
+                let exec = hyper_util::rt::TokioExecutor::new();
+                let (s, conn) = hyper::client::conn::http2::handshake(exec, TokioIo::new(tls)).await.unwrap();
+                tokio::spawn(conn);
+                return Sender::H2(s);
+            }
             let (s, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.unwrap();
             tokio::spawn(conn);
-            s
+            Sender::H1(s)
         }
         None => {
             let (s, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await.unwrap();
             tokio::spawn(conn);
-            s
+            Sender::H1(s)
         }
     }
 }
@@ -112,15 +139,13 @@ async fn request(s: &mut Sender, route: &Route, method: &str, path: &str, payloa
     let port = route.origin.port();
     // Plain HTTP through the proxy uses absolute-form; otherwise origin-form.
     let uri = if route.proxy.is_some() && route.tls.is_none() { format!("http://origin.test:{port}{path}") } else { path.to_string() };
-    let req = hyper::Request::builder()
-        .method(method)
-        .uri(uri)
-        .header("host", format!("origin.test:{port}"))
-        .header("content-type", payload.content_type)
-        .body(Full::new(payload.body))
-        .unwrap();
-    s.ready().await.unwrap();
-    let resp = s.send_request(req).await.unwrap();
+    let mut req = hyper::Request::builder().method(method).header("content-type", payload.content_type);
+    req = match s {
+        // HTTP/2 carries the authority in the URI (`:authority`), not in a Host header.
+        Sender::H2(_) => req.uri(format!("https://origin.test:{port}{path}")),
+        Sender::H1(_) => req.uri(uri).header("host", format!("origin.test:{port}")),
+    };
+    let resp = s.send(req.body(Full::new(payload.body)).unwrap()).await;
     assert!(resp.status().is_success(), "status {}", resp.status());
     resp.into_body().collect().await.unwrap().to_bytes().len()
 }
@@ -260,6 +285,9 @@ async fn main() {
     let proxy_tls = client_tls(&proxy_dir.join("certs/ca.pem"), &[b"http/1.1"]);
     let direct = Route { origin: o_addr, proxy: None, tls: Some(origin_tls) };
     let via = Route { origin: o_addr, proxy: Some(proxy.addr), tls: Some(proxy_tls) };
+    // As a browser: HTTP/2 offered alone (the origin offers h2 and http/1.1).
+    let direct_h2 = Route { tls: Some(client_tls(&tmp.path().join("origin-ca.pem"), &[b"h2"])), ..direct.clone() };
+    let via_h2 = Route { tls: Some(client_tls(&proxy_dir.join("certs/ca.pem"), &[b"h2"])), ..via.clone() };
     let direct_plain = Route { origin: p_addr, proxy: None, tls: None };
     let via_plain = Route { origin: p_addr, proxy: Some(proxy_plain.addr), tls: None };
 
@@ -285,12 +313,18 @@ async fn main() {
     let upload = |r: Route, p: Payload| async move { keepalive(&r, up_conns, "POST", "/upload", p).await };
     let get = |r: Route| async move { keepalive(&r, 32, "GET", "/bytes/64", Payload::none()).await };
     let conn = |r: Route| async move { new_conns(&r, 8).await };
-    for (id, what, payload) in [("upload", "1 MiB upload", plain), ("multipart", "1 MiB multipart upload", multipart)] {
+    for (id, what, payload) in [("upload", "1 MiB upload", plain.clone()), ("multipart", "1 MiB multipart upload", multipart)] {
         if wanted(id) {
             let name = format!("{what}, inspected ({up_conns} conns)");
             let (d, v) = (|| upload(direct.clone(), payload.clone()), || upload(via.clone(), payload.clone()));
             rows.push(phase(&name, "MiB/s", &proxy, d, v).await);
         }
+    }
+    if wanted("upload-h2") {
+        let name = format!("1 MiB upload over HTTP/2, inspected ({up_conns} conns)");
+        let p = plain.clone();
+        let (d, v) = (|| upload(direct_h2.clone(), p.clone()), || upload(via_h2.clone(), p.clone()));
+        rows.push(phase(&name, "MiB/s", &proxy, d, v).await);
     }
     if wanted("get") {
         rows.push(

@@ -85,6 +85,7 @@ pub struct RawLimits {
     pub leaf_cache_capacity: usize,
     pub upstream_pool_max_idle_per_host: usize,
     pub upstream_pool_idle_timeout_secs: u64,
+    pub upstream_h2_connections_per_host: usize,
 }
 
 impl Default for RawLimits {
@@ -103,6 +104,7 @@ impl Default for RawLimits {
             leaf_cache_capacity: l.leaf_cache_capacity,
             upstream_pool_max_idle_per_host: l.upstream_pool_max_idle_per_host,
             upstream_pool_idle_timeout_secs: l.upstream_pool_idle_timeout.as_secs(),
+            upstream_h2_connections_per_host: l.upstream_h2_connections_per_host,
         }
     }
 }
@@ -284,6 +286,7 @@ impl RawConfig {
             leaf_cache_capacity: l.leaf_cache_capacity,
             upstream_pool_max_idle_per_host: l.upstream_pool_max_idle_per_host,
             upstream_pool_idle_timeout: Duration::from_secs(l.upstream_pool_idle_timeout_secs),
+            upstream_h2_connections_per_host: l.upstream_h2_connections_per_host,
         };
         let proxy = ProxyConfig { listen, allow_clients, resolve, upstream_roots, limits };
         proxy.validate()?;
@@ -337,6 +340,11 @@ mod tests {
         assert!(bad.validate(Overrides::default()).is_err());
         let wide_admin = RawConfig::parse("[admin]\nlisten = \"0.0.0.0:9090\"", "t").unwrap();
         assert!(wide_admin.validate(Overrides::default()).is_err(), "admin API stays on loopback");
+        let no_lanes = RawConfig::parse("[limits]\nupstream_h2_connections_per_host = 0", "t").unwrap();
+        let err = no_lanes.validate(Overrides::default()).unwrap_err().to_string();
+        assert!(err.contains("upstream_h2_connections_per_host"), "{err}");
+        let lanes = RawConfig::parse("[limits]\nupstream_h2_connections_per_host = 8", "t").unwrap();
+        assert_eq!(lanes.validate(Overrides::default()).unwrap().proxy.limits.upstream_h2_connections_per_host, 8);
     }
 
     #[test]

@@ -420,6 +420,43 @@ async fn upstream_keepalive_reuse_and_tls_resumption() {
     assert_eq!(b.tls_resumed, Some(true), "second upstream connection resumed the session");
 }
 
+/// HTTP/2 to one origin: each client connection keeps one upstream connection for its requests,
+/// and different client connections are spread over `upstream_h2_connections_per_host` of them,
+/// instead of every user's transfers sharing one TCP flow and one origin stream limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_client_connections_spread_over_upstream_lanes() {
+    async fn seen(e: &Env, n: usize) -> Vec<u64> {
+        let mut v = Vec::new();
+        for _ in 0..n {
+            let r = e.origin.next_request().await;
+            assert_eq!(r.version, http::Version::HTTP_2, "upstream negotiated h2");
+            v.push(r.conn);
+        }
+        v
+    }
+    let e = env_with(CertKind::Good, true, MarkerGate::default(), |c| c.limits.upstream_h2_connections_per_host = 2).await;
+    // One curl, two requests on one client connection: one upstream connection.
+    let (code, _) = e.curl(&["--http2", &e.url("/a"), &e.url("/b")]).await;
+    assert_eq!(code, 200);
+    let one = seen(&e, 2).await;
+    assert_eq!(one[0], one[1], "a client connection's requests share its lane's upstream connection");
+    // Two more client connections: lanes alternate, so they use two different upstream connections.
+    for _ in 0..2 {
+        assert_eq!(e.curl(&["--http2", &e.url("/")]).await.0, 200);
+    }
+    let two = seen(&e, 2).await;
+    assert_ne!(two[0], two[1], "consecutive client connections are on different lanes");
+    assert!(two.contains(&one[0]), "the lanes' connections are pooled and reused");
+
+    // One lane: every client connection shares the single upstream HTTP/2 connection.
+    let e = env_with(CertKind::Good, true, MarkerGate::default(), |c| c.limits.upstream_h2_connections_per_host = 1).await;
+    for _ in 0..3 {
+        assert_eq!(e.curl(&["--http2", &e.url("/")]).await.0, 200);
+    }
+    let v = seen(&e, 3).await;
+    assert!(v.iter().all(|c| *c == v[0]), "{v:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_rapid_reset_closes_the_connection() {
     let e = env().await;

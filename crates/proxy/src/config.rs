@@ -64,6 +64,10 @@ pub struct Limits {
     pub leaf_cache_capacity: usize,
     /// Idle upstream connections kept per host.
     pub upstream_pool_max_idle_per_host: usize,
+    /// HTTP/2 connections per upstream host: client connections are spread over this many
+    /// lanes, each with its own pool, so requests to one origin are not all multiplexed onto a
+    /// single connection (one TCP flow, one task, one origin stream limit for every user).
+    pub upstream_h2_connections_per_host: usize,
     /// How long an idle upstream connection is kept.
     pub upstream_pool_idle_timeout: Duration,
 }
@@ -82,6 +86,7 @@ impl Default for Limits {
             tls_handshake_timeout: Duration::from_secs(10),
             leaf_cache_capacity: 4096,
             upstream_pool_max_idle_per_host: 32,
+            upstream_h2_connections_per_host: 4,
             upstream_pool_idle_timeout: Duration::from_secs(60),
         }
     }
@@ -137,6 +142,7 @@ impl ProxyConfig {
             ("connect_timeout", l.connect_timeout.is_zero()),
             ("tls_handshake_timeout", l.tls_handshake_timeout.is_zero()),
             ("leaf_cache_capacity", l.leaf_cache_capacity == 0),
+            ("upstream_h2_connections_per_host", l.upstream_h2_connections_per_host == 0),
         ] {
             if zero {
                 return Err(ConfigError::ZeroLimit(name));

@@ -265,7 +265,7 @@ pub(crate) async fn forward(ctx: ConnCtx, identity: Identity, mut req: Request<I
         None => (body.map_err(|e| -> BoxError { Box::new(InspectError::Client(Box::new(e))) }).boxed_unsync(), None),
     };
     let upstream_req = Request::from_parts(parts, body);
-    let client = shared.upstream.for_request(upgrade || client_h1);
+    let client = shared.upstream.for_request(upgrade || client_h1, ctx.lane);
     let fut = client.request(upstream_req);
 
     // Set once the block channel has completed (a oneshot must not be polled after that).

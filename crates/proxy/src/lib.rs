@@ -91,6 +91,8 @@ pub(crate) struct ConnCtx {
     pub shared: Arc<Shared>,
     pub client: SocketAddr,
     pub activity: io::Activity,
+    /// Which upstream HTTP/2 lane this connection's requests use ([`upstream::Upstream::for_request`]).
+    pub lane: usize,
     /// Held by every task serving this client (tunnels included): counts toward max_connections.
     _permit: Arc<tokio::sync::OwnedSemaphorePermit>,
 }
@@ -131,6 +133,7 @@ impl Proxy {
     /// Accept connections until `shutdown` resolves. Connections already accepted run to their end.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
+        let mut lane = 0usize;
         loop {
             let accepted = tokio::select! {
                 _ = &mut shutdown => return,
@@ -154,7 +157,8 @@ impl Proxy {
                 continue;
             };
             let _ = tcp.set_nodelay(true);
-            let ctx = ConnCtx { shared: self.shared.clone(), client, activity: io::Activity::new(), _permit: Arc::new(permit) };
+            lane = lane.wrapping_add(1);
+            let ctx = ConnCtx { shared: self.shared.clone(), client, activity: io::Activity::new(), lane, _permit: Arc::new(permit) };
             tokio::spawn(serve_client(ctx, tcp));
         }
     }

@@ -297,8 +297,9 @@ impl hyper::rt::Write for UpstreamIo {
 /// The pooled upstream clients and the raw connector (for blind tunnels).
 #[derive(Clone)]
 pub struct Upstream {
-    /// ALPN h2 + http/1.1: HTTP/2 requests.
-    pub client: Client<Connector, UpstreamBody>,
+    /// ALPN h2 + http/1.1: HTTP/2 requests, one client (so one pool, and at most one HTTP/2
+    /// connection per host) per lane; see [`Upstream::for_request`].
+    pub clients: Vec<Client<Connector, UpstreamBody>>,
     /// ALPN http/1.1 only: HTTP/1.x requests and upgrade (WebSocket) requests.
     pub client_h1: Client<Connector, UpstreamBody>,
     /// For blind tunnels (bypass, opaque): TCP only, same resolver and guard.
@@ -308,9 +309,19 @@ pub struct Upstream {
 
 impl Upstream {
     /// The client for a request: HTTP/1.1 only (`h1`: an HTTP/1.x request or an upgrade), or
-    /// HTTP/2 where the origin offers it.
-    pub fn for_request(&self, h1: bool) -> &Client<Connector, UpstreamBody> {
-        if h1 { &self.client_h1 } else { &self.client }
+    /// HTTP/2 where the origin offers it, on the client connection's `lane`.
+    ///
+    /// Why lanes: hyper's pool keeps one HTTP/2 connection per host and multiplexes every
+    /// request onto it. For a gateway that funnels all of an organisation's traffic to, say, one
+    /// cloud drive, that is one TCP flow and one connection task for every user's uploads, and
+    /// the origin's stream limit (often 100) for all of them together. Each lane has its own
+    /// pool; a client connection keeps its lane, so its requests share one upstream connection
+    /// as a browser's would.
+    pub fn for_request(&self, h1: bool, lane: usize) -> &Client<Connector, UpstreamBody> {
+        match self.clients.get(lane % self.clients.len().max(1)) {
+            Some(c) if !h1 => c,
+            _ => &self.client_h1,
+        }
     }
 
     pub fn new(cfg: &ProxyConfig) -> Result<Self, rustls::Error> {
@@ -334,6 +345,7 @@ impl Upstream {
                 .set_host(true)
                 .build(c)
         };
-        Ok(Upstream { client: build(connector.clone()), client_h1: build(connector_h1), connector, resolver })
+        let clients = (0..l.upstream_h2_connections_per_host.max(1)).map(|_| build(connector.clone())).collect();
+        Ok(Upstream { clients, client_h1: build(connector_h1), connector, resolver })
     }
 }
