@@ -444,6 +444,10 @@ impl BodyInspector for PolicyInspector {
         }
     }
 
+    fn buffered_bytes(&self) -> usize {
+        self.inspection.as_ref().map_or(0, Inspection::buffered_bytes)
+    }
+
     fn finish(mut self: Box<Self>) -> FinalVerdict {
         let Some(report) = self.inspection.take().map(Inspection::finish) else { return FinalVerdict::Allow };
         match self.decide(report) {

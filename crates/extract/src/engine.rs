@@ -202,6 +202,11 @@ impl Ctx {
         Ok(())
     }
 
+    /// Bytes held in random-access buffers right now.
+    pub fn buffered(&self) -> usize {
+        self.buffered
+    }
+
     pub fn release_buffer(&mut self, n: usize) {
         self.buffered = self.buffered.saturating_sub(n);
     }

@@ -276,6 +276,14 @@ impl Inspection {
         self
     }
 
+    /// Bytes held in random-access buffers (a zip, an office document, a PDF being received):
+    /// they are parsed when their document ends, in a later [`chunk`](Self::chunk) (a multipart
+    /// part) or in [`finish`](Self::finish), and that call can take a long time (seconds for a
+    /// large PDF). A caller on an async runtime uses this to move such calls off its workers.
+    pub fn buffered_bytes(&self) -> usize {
+        self.cx.buffered()
+    }
+
     /// Feed the next chunk of the transfer.
     pub fn chunk(&mut self, bytes: &[u8]) -> Step {
         if let Some(h) = &self.halted {

@@ -141,6 +141,12 @@ pub trait BodyInspector: Send {
     fn chunk(&mut self, bytes: &[u8]) -> ChunkVerdict;
     /// Called once at the end of the body, before the last chunk is released.
     fn finish(self: Box<Self>) -> FinalVerdict;
+    /// Bytes the inspector holds to parse later (a buffered document). From
+    /// [`HEAVY_BUFFERED`](crate::inspect::HEAVY_BUFFERED) on, the next call may run for seconds,
+    /// so the proxy makes it where blocking the thread does not stall other connections.
+    fn buffered_bytes(&self) -> usize {
+        0
+    }
 }
 
 /// Why something was refused: what the block page and the log say.

@@ -9,6 +9,13 @@
 //!
 //! The block itself travels to the request handler through a oneshot channel; the handler records
 //! it (durably) and only then answers the client with the block page.
+//!
+//! Inspection is synchronous and runs where the body is polled: on a runtime worker. That is
+//! right for streaming formats (work per chunk is bounded and small), but a buffered document
+//! (zip, office file, PDF) is parsed in one call when it ends, which takes seconds for a large
+//! PDF, and meanwhile every other connection queued on that worker would wait. So once the
+//! inspector holds [`HEAVY_BUFFERED`] bytes, its calls go through `block_in_place`: the worker
+//! hands its other tasks to another thread for the duration.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -21,6 +28,18 @@ use tokio::sync::oneshot;
 
 use crate::BoxError;
 use crate::hooks::{Blocked, BodyInspector, ChunkVerdict, FinalVerdict};
+
+/// Buffered bytes from which an inspector call may be long ([`BodyInspector::buffered_bytes`]).
+pub const HEAVY_BUFFERED: usize = 256 * 1024;
+
+/// Runs an inspector call; if `heavy`, on a multi-thread runtime, through `block_in_place` so
+/// the worker's other tasks move to another thread instead of waiting for it. (A current-thread
+/// runtime has no other thread to move them to.)
+fn run_inspector<T>(heavy: bool, call: impl FnOnce() -> T) -> T {
+    let multi_thread =
+        tokio::runtime::Handle::try_current().is_ok_and(|h| matches!(h.runtime_flavor(), tokio::runtime::RuntimeFlavor::MultiThread));
+    if heavy && multi_thread { tokio::task::block_in_place(call) } else { call() }
+}
 
 /// Why an inspected body stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -93,7 +112,8 @@ where
                             continue;
                         }
                         this.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
-                        if let ChunkVerdict::Block(b) = inspector.chunk(data) {
+                        let heavy = inspector.buffered_bytes() >= HEAVY_BUFFERED;
+                        if let ChunkVerdict::Block(b) = run_inspector(heavy, || inspector.chunk(data)) {
                             return Poll::Ready(Some(Err(this.block(b))));
                         }
                     }
@@ -103,7 +123,8 @@ where
                 }
                 Poll::Ready(None) => {
                     let Some(inspector) = this.inspector.take() else { continue };
-                    match inspector.finish() {
+                    let heavy = inspector.buffered_bytes() >= HEAVY_BUFFERED;
+                    match run_inspector(heavy, || inspector.finish()) {
                         FinalVerdict::Allow => {
                             this.finished = true;
                             this.blocked = None;
@@ -207,5 +228,60 @@ mod tests {
         let mut b = InspectedBody::new(body(&["ab", "cd"]), Box::new(Early), tx, Arc::new(AtomicU64::new(0)));
         assert!(matches!(b.frame().await, Some(Err(InspectError::Blocked))));
         assert!(rx.await.is_ok());
+    }
+
+    /// An inspector parsing a large buffered document: its `finish` blocks its thread until
+    /// `go` arrives (or 20 s pass), after telling `started`.
+    struct SlowParse {
+        started: std::sync::mpsc::Sender<()>,
+        go: std::sync::mpsc::Receiver<()>,
+    }
+    impl BodyInspector for SlowParse {
+        fn chunk(&mut self, _: &[u8]) -> ChunkVerdict {
+            ChunkVerdict::Continue
+        }
+        fn finish(self: Box<Self>) -> FinalVerdict {
+            let _ = self.started.send(());
+            match self.go.recv_timeout(std::time::Duration::from_secs(20)) {
+                Ok(()) => FinalVerdict::Allow,
+                Err(_) => FinalVerdict::Block(Blocked { rule: "other tasks never ran".into(), ..Default::default() }),
+            }
+        }
+        fn buffered_bytes(&self) -> usize {
+            HEAVY_BUFFERED
+        }
+    }
+
+    /// While a heavy inspector call blocks the only worker thread, the runtime's other tasks
+    /// still run: here the task that lets the call finish is spawned only once it has started,
+    /// so without `block_in_place` it could never run (and the call gives up after 20 s).
+    #[test]
+    fn a_heavy_inspector_call_does_not_stall_the_worker_s_other_tasks() {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let (started_tx, started) = std::sync::mpsc::channel();
+        let (go, go_rx) = std::sync::mpsc::channel();
+        let (tx, _rx) = oneshot::channel();
+        let b = InspectedBody::new(
+            body(&["ab", "cd"]),
+            Box::new(SlowParse { started: started_tx, go: go_rx }),
+            tx,
+            Arc::new(AtomicU64::new(0)),
+        );
+        let collected = rt.spawn(async move { b.collect().await.map(|c| c.to_bytes()) });
+        started.recv().unwrap();
+        rt.spawn(async move { go.send(()).unwrap() });
+        let out = rt.block_on(collected).unwrap();
+        assert_eq!(&out.expect("allowed: the releasing task ran during the call")[..], b"abcd");
+    }
+
+    /// On a current-thread runtime there is no other thread: heavy calls run in place (no panic).
+    #[tokio::test]
+    async fn a_heavy_inspector_call_on_a_current_thread_runtime_runs_in_place() {
+        let (started_tx, _started) = std::sync::mpsc::channel();
+        let (go, go_rx) = std::sync::mpsc::channel();
+        go.send(()).unwrap();
+        let (tx, _rx) = oneshot::channel();
+        let b = InspectedBody::new(body(&["ab"]), Box::new(SlowParse { started: started_tx, go: go_rx }), tx, Arc::new(AtomicU64::new(0)));
+        assert_eq!(&b.collect().await.unwrap().to_bytes()[..], b"ab");
     }
 }
