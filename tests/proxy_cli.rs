@@ -127,3 +127,21 @@ fn refuses_to_be_an_open_proxy() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("open proxy"));
 }
+
+/// A 745-byte PDF whose form XObject invokes itself (crates/extract/tests/fixtures/make_fixtures.py):
+/// before the structure guard, parsing it overflowed a worker's stack and aborted the gateway for
+/// everyone. Now the upload gets a decision with the reason logged, and the proxy keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_pdf_upload_does_not_take_the_proxy_down() {
+    let mut s = setup().await;
+    let pdf =
+        std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/extract/tests/fixtures/hostile_self_invoking_form.pdf")).unwrap();
+    let f = s.file("report.pdf", &pdf);
+    let form = format!("file={f};type=application/pdf");
+    let (code, body) = s.curl(&["--http1.1", "-F", &form, &s.url()]).await;
+    assert!(code == 200 || code == 403, "a policy decision, not a dead proxy: {code} {body}");
+    assert!(s.proxy.child.try_wait().unwrap().is_none(), "the proxy process is still running");
+    let (code, _) = s.curl(&["--http2", &format!("https://origin.test:{}/", s.origin.port())]).await;
+    assert_eq!(code, 200, "and still serving");
+    assert!(s.proxy.log().contains("form XObject /X0 invokes itself"), "the reason is logged: {}", s.proxy.log());
+}
