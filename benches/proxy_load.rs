@@ -322,8 +322,7 @@ async fn main() {
     }
     if wanted("upload-h2") {
         let name = format!("1 MiB upload over HTTP/2, inspected ({up_conns} conns)");
-        let p = plain.clone();
-        let (d, v) = (|| upload(direct_h2.clone(), p.clone()), || upload(via_h2.clone(), p.clone()));
+        let (d, v) = (|| upload(direct_h2.clone(), plain.clone()), || upload(via_h2.clone(), plain.clone()));
         rows.push(phase(&name, "MiB/s", &proxy, d, v).await);
     }
     if wanted("get") {

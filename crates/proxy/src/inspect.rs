@@ -35,10 +35,11 @@ pub const HEAVY_BUFFERED: usize = 256 * 1024;
 /// Runs an inspector call; if `heavy`, on a multi-thread runtime, through `block_in_place` so
 /// the worker's other tasks move to another thread instead of waiting for it. (A current-thread
 /// runtime has no other thread to move them to.)
+/// The runtime is looked up only for heavy calls: this runs for every chunk of every upload.
 fn run_inspector<T>(heavy: bool, call: impl FnOnce() -> T) -> T {
     let multi_thread =
-        tokio::runtime::Handle::try_current().is_ok_and(|h| matches!(h.runtime_flavor(), tokio::runtime::RuntimeFlavor::MultiThread));
-    if heavy && multi_thread { tokio::task::block_in_place(call) } else { call() }
+        || tokio::runtime::Handle::try_current().is_ok_and(|h| matches!(h.runtime_flavor(), tokio::runtime::RuntimeFlavor::MultiThread));
+    if heavy && multi_thread() { tokio::task::block_in_place(call) } else { call() }
 }
 
 /// Why an inspected body stopped with an error.
